@@ -1,0 +1,167 @@
+//! The evidence each invocation leaves: one JSON line that is both the audit record and a
+//! CloudWatch embedded-metric-format (EMF) document, so metrics cost no API call and every metric
+//! data point links back to the decision that produced it.
+
+use serde::Serialize;
+use serde_json::{Map, Value, json};
+
+/// How an invocation (or one trigger of it) ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// The trigger was not one to act on; AWS was not read.
+    Ignored,
+    /// AWS was read; nothing needed changing.
+    NoOp,
+    /// Read-only report (status command).
+    Reported,
+    /// A dry run: the change that would have been made is in the record.
+    DryRun,
+    /// Writers were moved.
+    Switched,
+    /// Something failed or was refused; see `error`.
+    Failed,
+}
+
+/// A Lambda error response in the making: a short type and a message naming what was wrong.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ErrorReport {
+    pub error_type: String,
+    pub message: String,
+}
+
+/// Metric names, shared by the dashboard in `infra/` and the drills.
+pub mod metrics {
+    pub const SWITCHES: &str = "SwitchesPerformed";
+    pub const NO_OPS: &str = "NoOps";
+    pub const FAILURES: &str = "Failures";
+    pub const DURATION: &str = "DurationMs";
+}
+
+/// Counts per outcome: what the EMF metrics report.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Tally {
+    pub switched: u32,
+    pub no_op: u32,
+    pub failed: u32,
+}
+
+impl Tally {
+    pub fn of(outcomes: impl IntoIterator<Item = Outcome>) -> Self {
+        outcomes.into_iter().fold(Self::default(), |mut t, o| {
+            match o {
+                Outcome::Switched => t.switched += 1,
+                Outcome::Failed => t.failed += 1,
+                Outcome::Ignored | Outcome::NoOp | Outcome::Reported | Outcome::DryRun => t.no_op += 1,
+            }
+            t
+        })
+    }
+}
+
+/// Renders `record` (any serialisable audit record, which must serialise to a JSON object) as one
+/// EMF line: the record's fields, plus the metric values and the `_aws` metadata that tells
+/// CloudWatch which fields are metrics. `timestamp_ms` is the invocation's end, in Unix ms.
+pub fn emf_line<T: Serialize>(
+    record: &T,
+    namespace: &str,
+    dimensions: &[(&str, &str)],
+    tally: Tally,
+    duration_ms: u64,
+    timestamp_ms: i64,
+) -> String {
+    let mut obj = match serde_json::to_value(record) {
+        Ok(Value::Object(m)) => m,
+        Ok(other) => Map::from_iter([("record".to_owned(), other)]),
+        Err(e) => Map::from_iter([("record_error".to_owned(), Value::String(e.to_string()))]),
+    };
+    for (k, v) in dimensions {
+        obj.insert((*k).to_owned(), Value::String((*v).to_owned()));
+    }
+    obj.insert(metrics::SWITCHES.to_owned(), json!(tally.switched));
+    obj.insert(metrics::NO_OPS.to_owned(), json!(tally.no_op));
+    obj.insert(metrics::FAILURES.to_owned(), json!(tally.failed));
+    obj.insert(metrics::DURATION.to_owned(), json!(duration_ms));
+    let dims: Vec<&str> = dimensions.iter().map(|(k, _)| *k).collect();
+    obj.insert(
+        "_aws".to_owned(),
+        json!({
+            "Timestamp": timestamp_ms,
+            "CloudWatchMetrics": [{
+                "Namespace": namespace,
+                "Dimensions": [dims],
+                "Metrics": [
+                    {"Name": metrics::SWITCHES, "Unit": "Count"},
+                    {"Name": metrics::NO_OPS, "Unit": "Count"},
+                    {"Name": metrics::FAILURES, "Unit": "Count"},
+                    {"Name": metrics::DURATION, "Unit": "Milliseconds"},
+                ]
+            }]
+        }),
+    );
+    Value::Object(obj).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_emf_line_declares_every_metric_it_carries_and_keeps_the_record() {
+        #[derive(Serialize)]
+        struct R {
+            outcome: Outcome,
+            reason: &'static str,
+        }
+        let line = emf_line(
+            &R {
+                outcome: Outcome::Switched,
+                reason: "promoted",
+            },
+            "ValkeyFailover",
+            &[
+                ("Function", "traffic-switch"),
+                ("GlobalDatastore", "ldgnf-sessions"),
+            ],
+            Tally::of([Outcome::Switched, Outcome::Ignored]),
+            42,
+            1_700_000_000_000,
+        );
+        assert!(!line.contains('\n'));
+        let v: Value = serde_json::from_str(&line).expect("one JSON object");
+        assert_eq!(v["outcome"], "switched");
+        assert_eq!(v["reason"], "promoted");
+        assert_eq!(v["SwitchesPerformed"], 1);
+        assert_eq!(v["NoOps"], 1);
+        assert_eq!(v["Failures"], 0);
+        assert_eq!(v["DurationMs"], 42);
+        assert_eq!(v["Function"], "traffic-switch");
+        let cw = &v["_aws"]["CloudWatchMetrics"][0];
+        assert_eq!(cw["Namespace"], "ValkeyFailover");
+        assert_eq!(cw["Dimensions"][0], json!(["Function", "GlobalDatastore"]));
+        for m in cw["Metrics"].as_array().expect("metrics") {
+            let name = m["Name"].as_str().expect("name");
+            assert!(v.get(name).is_some(), "metric {name} declared but missing");
+        }
+        assert_eq!(v["_aws"]["Timestamp"], 1_700_000_000_000i64);
+    }
+
+    #[test]
+    fn tally_counts_failures_switches_and_everything_else_as_no_ops() {
+        let t = Tally::of([
+            Outcome::Failed,
+            Outcome::DryRun,
+            Outcome::Reported,
+            Outcome::NoOp,
+            Outcome::Switched,
+        ]);
+        assert_eq!(
+            t,
+            Tally {
+                switched: 1,
+                no_op: 3,
+                failed: 1
+            }
+        );
+    }
+}

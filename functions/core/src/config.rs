@@ -1,0 +1,408 @@
+//! Configuration, read from environment variables once at start-up and validated there, so a
+//! misconfigured function fails its init with a message naming the variable instead of failing
+//! during an incident.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use serde::Serialize;
+use thiserror::Error;
+
+use crate::ids::{DnsName, GlobalDatastoreId, HostedZoneId, Region, ReplicationGroupId};
+
+/// A configuration problem, naming the variable at fault.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[error("environment variable {var}: {problem}")]
+pub struct ConfigError {
+    pub var: &'static str,
+    pub problem: String,
+}
+
+fn err(var: &'static str, problem: impl Into<String>) -> ConfigError {
+    ConfigError {
+        var,
+        problem: problem.into(),
+    }
+}
+
+/// One member of the Global Datastore as the operator configured it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct MemberConfig {
+    pub region: Region,
+    pub group: ReplicationGroupId,
+    /// The endpoint writers must use when this member is primary (the CNAME's target).
+    pub writer_endpoint: DnsName,
+}
+
+/// The Global Datastore and its members: shared by every function of the product.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DatastoreConfig {
+    pub id: GlobalDatastoreId,
+    pub members: Vec<MemberConfig>,
+}
+
+impl DatastoreConfig {
+    pub fn member_in(&self, region: &Region) -> Option<&MemberConfig> {
+        self.members.iter().find(|m| &m.region == region)
+    }
+
+    pub fn member_for_group(&self, group: &ReplicationGroupId) -> Option<&MemberConfig> {
+        self.members.iter().find(|m| &m.group == group)
+    }
+
+    /// The member whose writer endpoint is `endpoint`, if any.
+    pub fn member_with_endpoint(&self, endpoint: &DnsName) -> Option<&MemberConfig> {
+        self.members.iter().find(|m| &m.writer_endpoint == endpoint)
+    }
+}
+
+/// How the traffic switch moves writers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RoutingMode {
+    /// Conditionally replace the private-zone CNAME through the Route 53 API.
+    Dns,
+}
+
+/// Where the writer record lives.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DnsTarget {
+    pub hosted_zone: HostedZoneId,
+    pub record_name: DnsName,
+    pub ttl: i64,
+    /// Wait for the change to reach `INSYNC` before reporting success (bounded by the deadline).
+    pub wait_for_insync: bool,
+}
+
+/// The traffic switch's whole configuration.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SwitchConfig {
+    pub datastore: DatastoreConfig,
+    pub mode: RoutingMode,
+    pub dns: DnsTarget,
+    /// Alarms allowed to move writers; empty means every alarm delivered to the function.
+    pub alarm_names: BTreeSet<String>,
+    pub metrics_namespace: String,
+    /// Time kept in hand before the Lambda deadline: no AWS call starts inside it.
+    #[serde(with = "millis")]
+    pub deadline_margin: Duration,
+    /// How often to re-read the Global Datastore while it is `modifying`.
+    #[serde(with = "millis")]
+    pub stable_poll_interval: Duration,
+    /// The Region this copy of the function runs in (Lambda sets `AWS_REGION`).
+    pub function_region: Region,
+}
+
+mod millis {
+    use std::time::Duration;
+
+    pub fn serialize<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+    }
+}
+
+/// Every variable the traffic switch reads, required or not. The template test checks that
+/// `template.yaml` sets exactly these (plus the ones Lambda sets itself).
+pub const SWITCH_VARIABLES: &[&str] = &[
+    "GLOBAL_DATASTORE_ID",
+    "MEMBERS",
+    "ROUTING_MODE",
+    "HOSTED_ZONE_ID",
+    "RECORD_NAME",
+    "RECORD_TTL",
+    "WAIT_FOR_INSYNC",
+    "SWITCH_ALARM_NAMES",
+    "METRICS_NAMESPACE",
+    "DEADLINE_MARGIN_MS",
+    "STABLE_POLL_MS",
+];
+
+/// Variables Lambda itself provides; read, never set in the template.
+pub const LAMBDA_PROVIDED_VARIABLES: &[&str] = &["AWS_REGION"];
+
+fn required(get: &dyn Fn(&str) -> Option<String>, var: &'static str) -> Result<String, ConfigError> {
+    match get(var) {
+        Some(v) if !v.trim().is_empty() => Ok(v.trim().to_owned()),
+        _ => Err(err(var, "is required but not set")),
+    }
+}
+
+fn optional(get: &dyn Fn(&str) -> Option<String>, var: &str) -> Option<String> {
+    get(var).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty())
+}
+
+fn bounded_int(
+    get: &dyn Fn(&str) -> Option<String>,
+    var: &'static str,
+    default: i64,
+    min: i64,
+    max: i64,
+) -> Result<i64, ConfigError> {
+    let Some(raw) = optional(get, var) else {
+        return Ok(default);
+    };
+    let n: i64 = raw
+        .parse()
+        .map_err(|_| err(var, format!("{raw:?} is not a whole number")))?;
+    if n < min || n > max {
+        return Err(err(var, format!("{n} is outside {min}..={max}")));
+    }
+    Ok(n)
+}
+
+fn boolean(
+    get: &dyn Fn(&str) -> Option<String>,
+    var: &'static str,
+    default: bool,
+) -> Result<bool, ConfigError> {
+    match optional(get, var).map(|v| v.to_ascii_lowercase()).as_deref() {
+        None => Ok(default),
+        Some("true" | "1" | "yes") => Ok(true),
+        Some("false" | "0" | "no") => Ok(false),
+        Some(other) => Err(err(var, format!("{other:?} is not true or false"))),
+    }
+}
+
+/// Parses `region:group:endpoint` entries separated by commas.
+pub fn parse_members(raw: &str) -> Result<Vec<MemberConfig>, ConfigError> {
+    const VAR: &str = "MEMBERS";
+    let mut members: Vec<MemberConfig> = Vec::new();
+    for (i, entry) in raw
+        .split(',')
+        .map(str::trim)
+        .filter(|e| !e.is_empty())
+        .enumerate()
+    {
+        let n = i + 1;
+        let fields: Vec<&str> = entry.split(':').map(str::trim).collect();
+        let [region, group, endpoint] = fields.as_slice() else {
+            return Err(err(
+                VAR,
+                format!("entry {n} {entry:?} is not region:replication-group:writer-endpoint"),
+            ));
+        };
+        let member = MemberConfig {
+            region: Region::parse(region).map_err(|e| err(VAR, format!("entry {n}: {e}")))?,
+            group: ReplicationGroupId::parse(group).map_err(|e| err(VAR, format!("entry {n}: {e}")))?,
+            writer_endpoint: DnsName::parse(endpoint).map_err(|e| err(VAR, format!("entry {n}: {e}")))?,
+        };
+        if members.iter().any(|m| m.region == member.region) {
+            return Err(err(VAR, format!("Region {} is listed twice", member.region)));
+        }
+        if members.iter().any(|m| m.group == member.group) {
+            return Err(err(
+                VAR,
+                format!("replication group {} is listed twice", member.group),
+            ));
+        }
+        if members
+            .iter()
+            .any(|m| m.writer_endpoint == member.writer_endpoint)
+        {
+            return Err(err(
+                VAR,
+                format!("endpoint {} is listed twice", member.writer_endpoint),
+            ));
+        }
+        members.push(member);
+    }
+    // A Global Datastore has one primary and at most two secondaries.
+    if !(2..=3).contains(&members.len()) {
+        return Err(err(
+            VAR,
+            format!("needs 2 or 3 members (one per Region), found {}", members.len()),
+        ));
+    }
+    Ok(members)
+}
+
+impl DatastoreConfig {
+    pub fn from_lookup(get: &dyn Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let id = GlobalDatastoreId::parse(&required(get, "GLOBAL_DATASTORE_ID")?)
+            .map_err(|e| err("GLOBAL_DATASTORE_ID", e.to_string()))?;
+        let members = parse_members(&required(get, "MEMBERS")?)?;
+        Ok(Self { id, members })
+    }
+}
+
+impl SwitchConfig {
+    /// Reads the configuration through `get` (the process environment in production, a map in
+    /// tests), validating every variable.
+    pub fn from_lookup(get: &dyn Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let datastore = DatastoreConfig::from_lookup(get)?;
+        let mode = match optional(get, "ROUTING_MODE")
+            .map(|m| m.to_ascii_lowercase())
+            .as_deref()
+        {
+            None | Some("dns") => RoutingMode::Dns,
+            Some("arc") => {
+                return Err(err(
+                    "ROUTING_MODE",
+                    "arc is not available in this release; use dns",
+                ));
+            }
+            Some(other) => return Err(err("ROUTING_MODE", format!("{other:?} is not dns"))),
+        };
+        let hosted_zone = HostedZoneId::parse(&required(get, "HOSTED_ZONE_ID")?)
+            .map_err(|e| err("HOSTED_ZONE_ID", e.to_string()))?;
+        let record_name =
+            DnsName::parse(&required(get, "RECORD_NAME")?).map_err(|e| err("RECORD_NAME", e.to_string()))?;
+        if datastore.member_with_endpoint(&record_name).is_some() {
+            return Err(err(
+                "RECORD_NAME",
+                "must not be one of the writer endpoints it points at",
+            ));
+        }
+        let ttl = bounded_int(get, "RECORD_TTL", 30, 1, 86_400)?;
+        let wait_for_insync = boolean(get, "WAIT_FOR_INSYNC", false)?;
+        let alarm_names = optional(get, "SWITCH_ALARM_NAMES")
+            .map(|raw| {
+                raw.split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_owned)
+                    .collect()
+            })
+            .unwrap_or_default();
+        let metrics_namespace =
+            optional(get, "METRICS_NAMESPACE").unwrap_or_else(|| "ValkeyFailover".to_owned());
+        if metrics_namespace.len() > 255 || metrics_namespace.starts_with(':') {
+            return Err(err(
+                "METRICS_NAMESPACE",
+                "must be 1 to 255 characters, not starting with ':'",
+            ));
+        }
+        let deadline_margin =
+            Duration::from_millis(bounded_int(get, "DEADLINE_MARGIN_MS", 1_000, 100, 60_000)?.unsigned_abs());
+        let stable_poll_interval =
+            Duration::from_millis(bounded_int(get, "STABLE_POLL_MS", 2_000, 50, 60_000)?.unsigned_abs());
+        let function_region =
+            Region::parse(&required(get, "AWS_REGION")?).map_err(|e| err("AWS_REGION", e.to_string()))?;
+        Ok(Self {
+            datastore,
+            mode,
+            dns: DnsTarget {
+                hosted_zone,
+                record_name,
+                ttl,
+                wait_for_insync,
+            },
+            alarm_names,
+            metrics_namespace,
+            deadline_margin,
+            stable_poll_interval,
+            function_region,
+        })
+    }
+
+    /// Reads the process environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(&|name| std::env::var(name).ok())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    fn base() -> HashMap<&'static str, &'static str> {
+        HashMap::from([
+            ("GLOBAL_DATASTORE_ID", "ldgnf-sessions"),
+            (
+                "MEMBERS",
+                "us-west-1:sessions-usw1:master.sessions-usw1.abc.usw1.cache.amazonaws.com,\
+                 us-west-2:sessions-usw2:master.sessions-usw2.abc.usw2.cache.amazonaws.com",
+            ),
+            ("HOSTED_ZONE_ID", "Z0SESSIONS"),
+            ("RECORD_NAME", "writer.sessions.internal"),
+            ("AWS_REGION", "us-west-2"),
+        ])
+    }
+
+    fn load(vars: &HashMap<&'static str, &'static str>) -> Result<SwitchConfig, ConfigError> {
+        SwitchConfig::from_lookup(&|k| vars.get(k).map(|v| (*v).to_owned()))
+    }
+
+    #[test]
+    fn a_minimal_environment_gives_safe_defaults() {
+        let cfg = load(&base()).expect("valid");
+        assert_eq!(cfg.mode, RoutingMode::Dns);
+        assert_eq!(cfg.dns.ttl, 30);
+        assert!(!cfg.dns.wait_for_insync);
+        assert!(cfg.alarm_names.is_empty());
+        assert_eq!(cfg.datastore.members.len(), 2);
+        assert_eq!(cfg.datastore.members[1].group.as_str(), "sessions-usw2");
+    }
+
+    #[test]
+    fn every_required_variable_is_named_when_missing() {
+        for var in [
+            "GLOBAL_DATASTORE_ID",
+            "MEMBERS",
+            "HOSTED_ZONE_ID",
+            "RECORD_NAME",
+            "AWS_REGION",
+        ] {
+            let mut vars = base();
+            vars.remove(var);
+            let e = load(&vars).expect_err("must fail");
+            assert_eq!(e.var, var);
+            assert!(e.to_string().contains(var), "{e}");
+        }
+    }
+
+    #[test]
+    fn malformed_members_are_rejected_with_the_entry_number() {
+        let cases = [
+            ("us-west-1:a:a.example", "needs 2 or 3 members"),
+            ("us-west-1:a:a.example,us-west-2:b", "entry 2"),
+            ("us-west-1:a:a.example,us-west-1:b:b.example", "listed twice"),
+            ("us-west-1:a:a.example,us-west-2:a:b.example", "listed twice"),
+            ("us-west-1:a:x.example,us-west-2:b:x.example", "listed twice"),
+            ("US West:a:a.example,us-west-2:b:b.example", "entry 1"),
+            (
+                "us-west-1:a:a.example,us-west-2:b:b.example,eu-west-1:c:c.example,eu-west-2:d:d.example",
+                "2 or 3",
+            ),
+        ];
+        for (members, expect) in cases {
+            let mut vars = base();
+            vars.insert("MEMBERS", members);
+            let e = load(&vars).expect_err(members);
+            assert_eq!(e.var, "MEMBERS");
+            assert!(e.problem.contains(expect), "{members}: {e}");
+        }
+    }
+
+    #[test]
+    fn out_of_range_and_unparseable_values_are_rejected() {
+        for (var, value) in [
+            ("RECORD_TTL", "0"),
+            ("RECORD_TTL", "thirty"),
+            ("WAIT_FOR_INSYNC", "maybe"),
+            ("ROUTING_MODE", "carrier-pigeon"),
+            ("ROUTING_MODE", "arc"),
+            ("DEADLINE_MARGIN_MS", "5"),
+            ("HOSTED_ZONE_ID", "not a zone"),
+            ("RECORD_NAME", "master.sessions-usw1.abc.usw1.cache.amazonaws.com"),
+        ] {
+            let mut vars = base();
+            vars.insert(var, value);
+            let e = load(&vars).expect_err(value);
+            assert_eq!(e.var, var, "{value}: {e}");
+        }
+    }
+
+    #[test]
+    fn alarm_allow_list_is_trimmed() {
+        let mut vars = base();
+        vars.insert("SWITCH_ALARM_NAMES", " primary-unreachable , ,writes-failing ");
+        let cfg = load(&vars).expect("valid");
+        assert_eq!(
+            cfg.alarm_names.into_iter().collect::<Vec<_>>(),
+            vec!["primary-unreachable".to_owned(), "writes-failing".to_owned()]
+        );
+    }
+}

@@ -1,0 +1,21 @@
+//! Shared core of the Global Datastore failover functions.
+//!
+//! - [`intake`]: every event shape, parsed into [`intake::Trigger`].
+//! - [`switch`]: the traffic switch's pure decisions.
+//! - [`observed`]: the plain view of AWS the decisions read.
+//! - [`aws`]: one adapter per AWS service; [`fault`] and [`retry`]: how calls fail and retry.
+//! - [`audit`]: the audit record / EMF line every invocation leaves.
+//! - [`config`] and [`ids`]: configuration and the identifiers it is made of.
+
+pub mod audit;
+pub mod aws;
+pub mod config;
+pub mod fault;
+pub mod ids;
+pub mod intake;
+pub mod observed;
+pub mod retry;
+pub mod switch;
+
+#[cfg(test)]
+mod switch_tests;

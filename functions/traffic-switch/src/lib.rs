@@ -1,0 +1,470 @@
+//! The traffic switch: glue between the Lambda runtime, the pure decisions in
+//! [`failover_core::switch`] and the AWS adapters. It owns no decision of its own.
+//!
+//! Per invocation: parse the event into triggers, triage every trigger (bad commands fail the
+//! whole invocation before anything is read), then for each trigger worth acting on, observe
+//! (Global Datastore and record, concurrently), decide, act, and observe again when the plan says
+//! to wait or the record moved under us. One audit/EMF line is written per invocation.
+
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use aws_config::SdkConfig;
+use failover_core::audit::{self, ErrorReport, Outcome, Tally};
+use failover_core::aws::elasticache::ElastiCache;
+use failover_core::aws::route53::{ChangeError, ReadRecord, Route53};
+use failover_core::config::{RoutingMode, SwitchConfig};
+use failover_core::fault::AwsFault;
+use failover_core::intake::{self, IntakeError, Trigger};
+use failover_core::observed::Observed;
+use failover_core::retry::{Budget, Deadline, RetryPolicy};
+use failover_core::switch::{self, CommandRejected, Intent, Plan, StatusReport, SwitchCommand, Triage};
+use lambda_runtime::{Diagnostic, LambdaEvent};
+use serde::Serialize;
+use serde_json::Value;
+use serde_json::value::RawValue;
+use thiserror::Error;
+
+pub const FUNCTION: &str = "traffic-switch";
+
+/// How many times the record may move under us in one invocation before we stop and report.
+const MAX_CONFLICTS: u32 = 3;
+
+/// Why an invocation failed. Each variant becomes the Lambda error response's `errorType`.
+#[derive(Debug, Error)]
+pub enum SwitchError {
+    #[error("invalid event: {0}")]
+    InvalidEvent(#[from] IntakeError),
+    #[error("invalid command: {0}")]
+    InvalidCommand(#[from] CommandRejected),
+    #[error("refused: {0}")]
+    Refused(String),
+    #[error("{0}")]
+    Aws(#[from] AwsFault),
+    #[error("Global Datastore still changing at the deadline: {0}")]
+    NotStable(String),
+    #[error("the record changed under us {0} times; another switch is racing this one")]
+    RecordKeptChanging(u32),
+}
+
+impl SwitchError {
+    pub fn error_type(&self) -> &'static str {
+        match self {
+            SwitchError::InvalidEvent(_) => "InvalidEvent",
+            SwitchError::InvalidCommand(_) => "InvalidCommand",
+            SwitchError::Refused(_) => "Refused",
+            SwitchError::Aws(_) => "AwsFault",
+            SwitchError::NotStable(_) => "DatastoreNotStable",
+            SwitchError::RecordKeptChanging(_) => "RecordKeptChanging",
+        }
+    }
+
+    fn report(&self) -> ErrorReport {
+        ErrorReport {
+            error_type: self.error_type().to_owned(),
+            message: self.to_string(),
+        }
+    }
+}
+
+impl From<SwitchError> for Diagnostic {
+    fn from(e: SwitchError) -> Self {
+        Diagnostic {
+            error_type: e.error_type().to_owned(),
+            error_message: e.to_string(),
+        }
+    }
+}
+
+/// One AWS call made while handling a trigger.
+#[derive(Debug, Clone, Serialize)]
+pub struct ActionReport {
+    pub action: &'static str,
+    pub ok: bool,
+    pub attempts: u32,
+    pub duration_ms: u64,
+    #[serde(skip_serializing_if = "Value::is_null")]
+    pub detail: Value,
+}
+
+/// What happened to one trigger.
+#[derive(Debug, Clone, Serialize)]
+pub struct TriggerReport {
+    pub trigger: Value,
+    pub triage: Option<Triage>,
+    /// Every observation made, in order (more than one after a wait or a conflict).
+    pub observed: Vec<Observed>,
+    /// The plan made from each observation.
+    pub decisions: Vec<Plan>,
+    pub actions: Vec<ActionReport>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status: Option<StatusReport>,
+    pub record_before: Option<String>,
+    pub record_after: Option<String>,
+    pub outcome: Outcome,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<ErrorReport>,
+    pub duration_ms: u64,
+}
+
+impl TriggerReport {
+    fn new(trigger: Value, triage: Option<Triage>) -> Self {
+        Self {
+            trigger,
+            triage,
+            observed: Vec::new(),
+            decisions: Vec::new(),
+            actions: Vec::new(),
+            status: None,
+            record_before: None,
+            record_after: None,
+            outcome: Outcome::Ignored,
+            error: None,
+            duration_ms: 0,
+        }
+    }
+}
+
+/// The audit record: one per invocation, written as one JSON line (with EMF metrics) and returned
+/// as the invocation's response, so a console user sees exactly what the logs keep.
+#[derive(Debug, Clone, Serialize)]
+pub struct AuditRecord {
+    pub audit: &'static str,
+    pub request_id: String,
+    pub function_region: String,
+    pub global_datastore: String,
+    pub mode: RoutingMode,
+    pub record_name: String,
+    pub outcome: Outcome,
+    pub triggers: Vec<TriggerReport>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<ErrorReport>,
+    pub duration_ms: u64,
+}
+
+impl AuditRecord {
+    /// The EMF line for this record, stamped `timestamp_ms`.
+    pub fn emf_line(&self, namespace: &str, timestamp_ms: i64) -> String {
+        let tally = if self.error.is_some() && self.triggers.iter().all(|t| t.outcome != Outcome::Failed) {
+            // The invocation failed before any trigger did (bad event): still one failure.
+            Tally {
+                failed: 1,
+                ..Tally::default()
+            }
+        } else {
+            Tally::of(self.triggers.iter().map(|t| t.outcome))
+        };
+        audit::emf_line(
+            self,
+            namespace,
+            &[
+                ("Function", FUNCTION),
+                ("GlobalDatastore", &self.global_datastore),
+            ],
+            tally,
+            self.duration_ms,
+            timestamp_ms,
+        )
+    }
+}
+
+/// An invocation's audit record and its result.
+#[derive(Debug)]
+pub struct Invocation {
+    pub audit: AuditRecord,
+    pub result: Result<Value, SwitchError>,
+}
+
+/// The traffic switch, built once at start-up.
+#[derive(Debug, Clone)]
+pub struct TrafficSwitch {
+    pub cfg: SwitchConfig,
+    pub elasticache: ElastiCache,
+    pub route53: Route53,
+    pub retry: RetryPolicy,
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+impl TrafficSwitch {
+    /// Builds the SDK clients from one shared configuration.
+    pub fn new(cfg: SwitchConfig, sdk: &SdkConfig) -> Self {
+        Self::with_clients(
+            cfg,
+            aws_sdk_elasticache::Client::new(sdk),
+            aws_sdk_route53::Client::new(sdk),
+        )
+    }
+
+    pub fn with_clients(
+        cfg: SwitchConfig,
+        elasticache: aws_sdk_elasticache::Client,
+        route53: aws_sdk_route53::Client,
+    ) -> Self {
+        Self {
+            cfg,
+            elasticache: ElastiCache::new(elasticache),
+            route53: Route53::new(route53),
+            retry: RetryPolicy::default(),
+        }
+    }
+
+    /// The deadline for an invocation whose Lambda deadline is `deadline_epoch_ms`, less the
+    /// configured margin. A zero deadline (some local runners) gets 30 s.
+    pub fn deadline_for(&self, deadline_epoch_ms: u64) -> Deadline {
+        let now_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(millis)
+            .unwrap_or(0);
+        let remaining = if deadline_epoch_ms == 0 {
+            Duration::from_secs(30)
+        } else {
+            Duration::from_millis(deadline_epoch_ms.saturating_sub(now_ms))
+        };
+        Deadline::after(remaining.saturating_sub(self.cfg.deadline_margin))
+    }
+
+    /// The Lambda entry point: handles the event, writes the audit/EMF line to stdout, returns the
+    /// audit record as the response or the error as the Lambda error response.
+    pub async fn lambda_handler(&self, event: LambdaEvent<Box<RawValue>>) -> Result<Value, SwitchError> {
+        let deadline = self.deadline_for(event.context.deadline);
+        let inv = self
+            .handle(event.payload.get(), &event.context.request_id, deadline)
+            .await;
+        let now_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+            .unwrap_or(0);
+        println!("{}", inv.audit.emf_line(&self.cfg.metrics_namespace, now_ms));
+        inv.result
+    }
+
+    /// Handles one raw event. Never panics; every failure is in `result` and in the audit record.
+    pub async fn handle(&self, raw: &str, request_id: &str, deadline: Deadline) -> Invocation {
+        let started = Instant::now();
+        let mut audit = AuditRecord {
+            audit: FUNCTION,
+            request_id: request_id.to_owned(),
+            function_region: self.cfg.function_region.to_string(),
+            global_datastore: self.cfg.datastore.id.to_string(),
+            mode: self.cfg.mode,
+            record_name: self.cfg.dns.record_name.to_string(),
+            outcome: Outcome::Failed,
+            triggers: Vec::new(),
+            error: None,
+            duration_ms: 0,
+        };
+        let result = self.handle_into(raw, deadline, &mut audit).await;
+        audit.duration_ms = millis(started.elapsed());
+        match &result {
+            Ok(()) => {
+                audit.outcome = audit
+                    .triggers
+                    .iter()
+                    .map(|t| t.outcome)
+                    .max()
+                    .unwrap_or(Outcome::Ignored);
+            }
+            Err(e) => {
+                audit.outcome = Outcome::Failed;
+                audit.error = Some(e.report());
+                tracing::error!(error = %e, error_type = e.error_type(), "invocation failed");
+            }
+        }
+        let result = result.map(|()| serde_json::to_value(&audit).unwrap_or(Value::Null));
+        Invocation { audit, result }
+    }
+
+    async fn handle_into(
+        &self,
+        raw: &str,
+        deadline: Deadline,
+        audit: &mut AuditRecord,
+    ) -> Result<(), SwitchError> {
+        let triggers = intake::parse_event::<SwitchCommand>(raw)?;
+        // Triage everything first: a rejected command fails the invocation before any AWS call.
+        let triaged: Vec<(Trigger<SwitchCommand>, Triage)> = triggers
+            .into_iter()
+            .map(|t| switch::triage(&t, &self.cfg).map(|tr| (t, tr)))
+            .collect::<Result<_, _>>()?;
+        let mut first_error = None;
+        for (trigger, triage) in triaged {
+            let started = Instant::now();
+            let mut report = TriggerReport::new(
+                serde_json::to_value(&trigger).unwrap_or(Value::Null),
+                Some(triage.clone()),
+            );
+            let result = match triage {
+                Triage::Ignore { reason } => {
+                    tracing::info!(%reason, "trigger ignored");
+                    Ok(Outcome::Ignored)
+                }
+                Triage::Act(Intent::Status) => self.status(deadline, &mut report).await,
+                Triage::Act(intent) => self.act(&intent, deadline, &mut report).await,
+            };
+            report.duration_ms = millis(started.elapsed());
+            match result {
+                Ok(outcome) => report.outcome = outcome,
+                Err(e) => {
+                    report.outcome = Outcome::Failed;
+                    report.error = Some(e.report());
+                    first_error.get_or_insert(e);
+                }
+            }
+            tracing::info!(outcome = ?report.outcome, decision = ?report.decisions.last().map(Plan::reason), "trigger handled");
+            audit.triggers.push(report);
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+
+    fn budget(&self, deadline: Deadline) -> Budget {
+        Budget {
+            policy: self.retry,
+            deadline,
+        }
+    }
+
+    /// Reads the Global Datastore and the record concurrently.
+    async fn observe(
+        &self,
+        deadline: Deadline,
+        report: &mut TriggerReport,
+    ) -> Result<(Observed, Option<ReadRecord>), SwitchError> {
+        let budget = self.budget(deadline);
+        let started = Instant::now();
+        let (ds, rec) = tokio::join!(
+            self.elasticache
+                .describe_datastore(&self.cfg.datastore.id, &budget),
+            self.route53.read_record(&self.cfg.dns, &budget),
+        );
+        let elapsed = millis(started.elapsed());
+        report.actions.push(ActionReport {
+            action: "elasticache.describe_global_replication_groups",
+            ok: ds.is_ok(),
+            attempts: ds.as_ref().map_or_else(|f| f.attempts, |d| d.attempts),
+            duration_ms: elapsed,
+            detail: Value::Null,
+        });
+        report.actions.push(ActionReport {
+            action: "route53.list_resource_record_sets",
+            ok: rec.is_ok(),
+            attempts: rec.as_ref().map_or_else(|f| f.attempts, |d| d.attempts),
+            duration_ms: elapsed,
+            detail: Value::Null,
+        });
+        let ds = ds?.value;
+        let rec = rec?.value;
+        let observed = Observed {
+            datastore: ds,
+            record: rec.as_ref().map(|r| r.view.clone()),
+        };
+        if report.record_before.is_none() && report.observed.is_empty() {
+            report.record_before = observed.record.as_ref().and_then(|r| r.value.clone());
+        }
+        report.record_after = observed.record.as_ref().and_then(|r| r.value.clone());
+        report.observed.push(observed.clone());
+        Ok((observed, rec))
+    }
+
+    async fn status(&self, deadline: Deadline, report: &mut TriggerReport) -> Result<Outcome, SwitchError> {
+        let (observed, _) = self.observe(deadline, report).await?;
+        report.status = Some(switch::status_report(&observed, &self.cfg));
+        Ok(Outcome::Reported)
+    }
+
+    async fn act(
+        &self,
+        intent: &Intent,
+        deadline: Deadline,
+        report: &mut TriggerReport,
+    ) -> Result<Outcome, SwitchError> {
+        let mut conflicts = 0;
+        loop {
+            let (observed, raw) = self.observe(deadline, report).await?;
+            let plan = switch::decide(intent, &observed, &self.cfg);
+            tracing::info!(plan = ?plan, "decided");
+            report.decisions.push(plan.clone());
+            match plan {
+                Plan::NoOp { .. } => return Ok(Outcome::NoOp),
+                Plan::Refuse { reason } => return Err(SwitchError::Refused(reason)),
+                Plan::Wait { reason } => {
+                    let poll = self.cfg.stable_poll_interval;
+                    if deadline.remaining() <= poll + self.retry.attempt_timeout {
+                        return Err(SwitchError::NotStable(reason));
+                    }
+                    tokio::time::sleep(poll).await;
+                }
+                Plan::Switch { change, .. } if change.dry_run => return Ok(Outcome::DryRun),
+                Plan::Switch { change, reason } => {
+                    let budget = self.budget(deadline);
+                    let started = Instant::now();
+                    let comment = format!("{FUNCTION} in {}: {reason}", self.cfg.function_region);
+                    let result = self
+                        .route53
+                        .swap_cname(
+                            &self.cfg.dns,
+                            raw.as_ref().map(|r| &r.raw),
+                            &change.to,
+                            &comment,
+                            &budget,
+                        )
+                        .await;
+                    let detail = serde_json::json!({
+                        "from": change.from, "to": change.to, "ttl": change.ttl,
+                        "receipt": result.as_ref().ok().map(|d| &d.value),
+                        "error": result.as_ref().err().map(ToString::to_string),
+                    });
+                    report.actions.push(ActionReport {
+                        action: "route53.change_resource_record_sets",
+                        ok: result.is_ok(),
+                        attempts: match &result {
+                            Ok(d) => d.attempts,
+                            Err(ChangeError::Conflict(f) | ChangeError::Fault(f)) => f.attempts,
+                        },
+                        duration_ms: millis(started.elapsed()),
+                        detail,
+                    });
+                    match result {
+                        Ok(done) => {
+                            report.record_after = Some(change.to.to_string());
+                            if self.cfg.dns.wait_for_insync {
+                                self.wait_insync(&done.value.change_id, deadline, report).await;
+                            }
+                            return Ok(Outcome::Switched);
+                        }
+                        Err(ChangeError::Conflict(f)) => {
+                            conflicts += 1;
+                            tracing::warn!(error = %f, conflicts, "record changed under us; reading again");
+                            if conflicts >= MAX_CONFLICTS {
+                                return Err(SwitchError::RecordKeptChanging(conflicts));
+                            }
+                        }
+                        Err(ChangeError::Fault(f)) => return Err(SwitchError::Aws(f)),
+                    }
+                }
+            }
+        }
+    }
+
+    /// Waits for `INSYNC` as far as the deadline allows. Not reaching it is reported, not an
+    /// error: Route 53 accepted the change and will apply it.
+    async fn wait_insync(&self, change_id: &str, deadline: Deadline, report: &mut TriggerReport) {
+        let started = Instant::now();
+        let result = self
+            .route53
+            .wait_insync(change_id, Duration::from_secs(2), &self.budget(deadline))
+            .await;
+        report.actions.push(ActionReport {
+            action: "route53.get_change",
+            ok: result.is_ok(),
+            attempts: result.as_ref().map_or_else(|f| f.attempts, |d| d.attempts),
+            duration_ms: millis(started.elapsed()),
+            detail: serde_json::json!({
+                "change_id": change_id,
+                "status": result.as_ref().ok().map(|d| &d.value),
+                "error": result.as_ref().err().map(ToString::to_string),
+            }),
+        });
+    }
+}

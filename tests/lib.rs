@@ -1,0 +1,1 @@
+//! Shared helpers live in the integration test binary; this library is intentionally empty.
