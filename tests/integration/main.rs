@@ -1,1 +1,5 @@
-fn main() {}
+//! One integration test binary (the SDK tree is linked once), made of modules.
+
+mod dns_moto;
+mod error_paths;
+mod fixtures;

@@ -106,6 +106,7 @@ pub struct AlarmChange {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Trigger<C> {
+    #[serde(rename = "elasticache")]
     ElastiCache(ElastiCacheNotification),
     Alarm(AlarmChange),
     Command(C),

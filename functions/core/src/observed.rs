@@ -12,6 +12,16 @@ pub enum Role {
     Unknown(String),
 }
 
+impl std::fmt::Display for Role {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Role::Primary => f.write_str("PRIMARY"),
+            Role::Secondary => f.write_str("SECONDARY"),
+            Role::Unknown(s) => write!(f, "{s:?}"),
+        }
+    }
+}
+
 impl Role {
     pub fn parse(s: &str) -> Self {
         match s.to_ascii_uppercase().as_str() {

@@ -293,7 +293,7 @@ pub fn decide(intent: &Intent, observed: &Observed, cfg: &SwitchConfig) -> Plan 
                     .map_or(Role::Unknown("not a member".to_owned()), |m| m.role.clone());
                 return Plan::NoOp {
                     reason: format!(
-                        "stale or duplicate promotion: {group} ({region}) is {role:?} now; the primary is {} ({})",
+                        "stale or duplicate promotion: {group} ({region}) is {role} now; the primary is {} ({})",
                         member.group, member.region
                     ),
                 };

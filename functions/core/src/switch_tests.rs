@@ -310,7 +310,7 @@ fn a_stale_promotion_never_moves_writers_to_a_secondary() {
     );
     match plan {
         Plan::NoOp { reason } => assert!(
-            reason.contains("stale or duplicate") && reason.contains("Secondary"),
+            reason.contains("stale or duplicate") && reason.contains("SECONDARY"),
             "{reason}"
         ),
         other => panic!("{other:?}"),

@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# The test command: installs the local stand-ins, starts them on loopback, runs every test,
+# stops them. Works on a fresh machine with Rust and Python 3.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/venv.sh
+# shellcheck source=scripts/moto.sh
+. scripts/moto.sh
+start_moto
+echo "moto: $MOTO_ENDPOINT"
+cargo test --workspace --all-targets "$@"

@@ -1,0 +1,275 @@
+//! The test kit shared by the integration tests and the demo: configuration, fixture events, a moto-backed Route 53 with a private zone
+//! of its own per test, and smithy-mocked ElastiCache answers.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use aws_sdk_elasticache::operation::describe_global_replication_groups::DescribeGlobalReplicationGroupsOutput;
+use aws_sdk_elasticache::types::{GlobalReplicationGroup, GlobalReplicationGroupMember};
+use aws_sdk_route53::config::{BehaviorVersion, Credentials, Region};
+use aws_sdk_route53::types::{
+    Change, ChangeAction, ChangeBatch, HostedZoneConfig, ResourceRecord, ResourceRecordSet, RrType, Vpc,
+    VpcRegion,
+};
+use aws_smithy_mocks::{Rule, RuleMode, mock, mock_client};
+use failover_core::config::SwitchConfig;
+use failover_core::retry::Deadline;
+use traffic_switch::{Invocation, TrafficSwitch};
+
+pub const DATASTORE: &str = "ldgnf-sessions";
+pub const USW1: &str = "sessions-usw1";
+pub const USW2: &str = "sessions-usw2";
+pub const EP1: &str = "master.sessions-usw1.lab1.usw1.cache.amazonaws.com";
+pub const EP2: &str = "master.sessions-usw2.lab2.usw2.cache.amazonaws.com";
+pub const RECORD: &str = "writer.sessions.internal";
+
+/// The traffic switch's configuration for the fixture datastore, plus `extra` variables.
+pub fn config(zone: &str, extra: &[(&str, &str)]) -> SwitchConfig {
+    let mut vars: HashMap<String, String> = [
+        ("GLOBAL_DATASTORE_ID", DATASTORE.to_owned()),
+        (
+            "MEMBERS",
+            format!("us-west-1:{USW1}:{EP1},us-west-2:{USW2}:{EP2}"),
+        ),
+        ("HOSTED_ZONE_ID", zone.to_owned()),
+        ("RECORD_NAME", RECORD.to_owned()),
+        ("AWS_REGION", "us-west-2".to_owned()),
+        ("STABLE_POLL_MS", "200".to_owned()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect();
+    for (k, v) in extra {
+        vars.insert((*k).to_owned(), (*v).to_owned());
+    }
+    SwitchConfig::from_lookup(&|k| vars.get(k).cloned()).expect("test configuration is valid")
+}
+
+/// The fixture events, by file name, exactly as `sam local invoke -e` would send them.
+pub fn fixture(name: &str) -> &'static str {
+    match name {
+        "promotion-this-region.json" => {
+            include_str!("../events/traffic-switch/promotion-this-region.json")
+        }
+        "promotion-duplicate.json" => include_str!("../events/traffic-switch/promotion-duplicate.json"),
+        "promotion-plain-text-node-id.json" => {
+            include_str!("../events/traffic-switch/promotion-plain-text-node-id.json")
+        }
+        "promotion-stale.json" => include_str!("../events/traffic-switch/promotion-stale.json"),
+        "promotion-other-group.json" => {
+            include_str!("../events/traffic-switch/promotion-other-group.json")
+        }
+        "elasticache-other-event.json" => {
+            include_str!("../events/traffic-switch/elasticache-other-event.json")
+        }
+        "alarm-sns.json" => include_str!("../events/traffic-switch/alarm-sns.json"),
+        "alarm-eventbridge.json" => include_str!("../events/traffic-switch/alarm-eventbridge.json"),
+        "alarm-eventbridge-ok.json" => include_str!("../events/traffic-switch/alarm-eventbridge-ok.json"),
+        "alarm-direct-action.json" => include_str!("../events/traffic-switch/alarm-direct-action.json"),
+        "manual-status.json" => include_str!("../events/traffic-switch/manual-status.json"),
+        "manual-switch-dry-run.json" => {
+            include_str!("../events/traffic-switch/manual-switch-dry-run.json")
+        }
+        "manual-switch.json" => include_str!("../events/traffic-switch/manual-switch.json"),
+        "invalid-switch-unconfirmed.json" => {
+            include_str!("../events/traffic-switch/invalid-switch-unconfirmed.json")
+        }
+        "invalid-unknown-shape.json" => {
+            include_str!("../events/traffic-switch/invalid-unknown-shape.json")
+        }
+        other => panic!("no fixture named {other}"),
+    }
+}
+
+/// Every fixture name `fixture` knows; a test checks this matches the folder.
+pub const FIXTURES: &[&str] = &[
+    "promotion-this-region.json",
+    "promotion-duplicate.json",
+    "promotion-plain-text-node-id.json",
+    "promotion-stale.json",
+    "promotion-other-group.json",
+    "elasticache-other-event.json",
+    "alarm-sns.json",
+    "alarm-eventbridge.json",
+    "alarm-eventbridge-ok.json",
+    "alarm-direct-action.json",
+    "manual-status.json",
+    "manual-switch-dry-run.json",
+    "manual-switch.json",
+    "invalid-switch-unconfirmed.json",
+    "invalid-unknown-shape.json",
+];
+
+/// A describe answer with `primary` as PRIMARY, the other member SECONDARY.
+pub fn described(status: &str, primary: &str) -> DescribeGlobalReplicationGroupsOutput {
+    let member = |group: &str, region: &str| {
+        GlobalReplicationGroupMember::builder()
+            .replication_group_id(group)
+            .replication_group_region(region)
+            .role(if group == primary { "PRIMARY" } else { "SECONDARY" })
+            .status("associated")
+            .build()
+    };
+    DescribeGlobalReplicationGroupsOutput::builder()
+        .global_replication_groups(
+            GlobalReplicationGroup::builder()
+                .global_replication_group_id(DATASTORE)
+                .status(status)
+                .members(member(USW1, "us-west-1"))
+                .members(member(USW2, "us-west-2"))
+                .build(),
+        )
+        .build()
+}
+
+/// A describe rule that always reports `primary` as PRIMARY of an available datastore.
+pub fn primary_is(primary: &'static str) -> Rule {
+    mock!(aws_sdk_elasticache::Client::describe_global_replication_groups)
+        .match_requests(|r| {
+            r.global_replication_group_id() == Some(DATASTORE) && r.show_member_info() == Some(true)
+        })
+        .sequence()
+        .output(move || described("available", primary))
+        .repeatedly()
+        .build()
+}
+
+/// A mocked ElastiCache client answering with `rules` (in any order), SDK retries off as in
+/// production.
+pub fn elasticache(rules: &[&Rule]) -> aws_sdk_elasticache::Client {
+    mock_client!(
+        aws_sdk_elasticache,
+        RuleMode::MatchAny,
+        rules.iter().copied(),
+        |c| c.retry_config(aws_sdk_elasticache::config::retry::RetryConfig::disabled())
+    )
+}
+
+/// A mocked Route 53 client answering with `rules` in order.
+pub fn route53_mock(rules: &[&Rule]) -> aws_sdk_route53::Client {
+    mock_client!(
+        aws_sdk_route53,
+        RuleMode::Sequential,
+        rules.iter().copied(),
+        |c| c.retry_config(aws_sdk_route53::config::retry::RetryConfig::disabled())
+    )
+}
+
+/// The moto server the test command started (`make test` exports `MOTO_ENDPOINT`).
+pub fn moto_endpoint() -> String {
+    std::env::var("MOTO_ENDPOINT").unwrap_or_else(|_| {
+        panic!(
+            "MOTO_ENDPOINT is not set. These tests need a moto server for Route 53: \
+             run `make test`, which installs moto in .venv and starts it on loopback."
+        )
+    })
+}
+
+/// A Route 53 client talking to moto, exactly as the function's would with
+/// `AWS_ENDPOINT_URL_ROUTE_53` set.
+pub fn route53_moto() -> aws_sdk_route53::Client {
+    let conf = aws_sdk_route53::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .endpoint_url(moto_endpoint())
+        .region(Region::new("us-east-1"))
+        .credentials_provider(Credentials::new("testing", "testing", None, None, "tests"))
+        .retry_config(aws_sdk_route53::config::retry::RetryConfig::disabled())
+        .build();
+    aws_sdk_route53::Client::from_conf(conf)
+}
+
+static ZONES: AtomicU32 = AtomicU32::new(0);
+
+/// Creates a private hosted zone of this test's own (so tests can share one moto server) and,
+/// if `initial` is given, the writer CNAME pointing at it. Returns the zone id.
+pub async fn private_zone(r53: &aws_sdk_route53::Client, initial: Option<&str>) -> String {
+    let n = ZONES.fetch_add(1, Ordering::SeqCst);
+    let caller = format!("test-{}-{n}", std::process::id());
+    let out = r53
+        .create_hosted_zone()
+        .name("sessions.internal")
+        .caller_reference(&caller)
+        .hosted_zone_config(
+            HostedZoneConfig::builder()
+                .private_zone(true)
+                .comment(caller.clone())
+                .build(),
+        )
+        .vpc(
+            Vpc::builder()
+                .vpc_region(VpcRegion::UsWest2)
+                .vpc_id("vpc-0sessions")
+                .build(),
+        )
+        .send()
+        .await
+        .expect("moto creates the private zone");
+    let zone = out
+        .hosted_zone()
+        .expect("zone in answer")
+        .id()
+        .trim_start_matches("/hostedzone/")
+        .to_owned();
+    if let Some(value) = initial {
+        put_cname(r53, &zone, value, 30).await;
+    }
+    zone
+}
+
+/// Sets the writer record directly (the test's hand, not the function's).
+pub async fn put_cname(r53: &aws_sdk_route53::Client, zone: &str, value: &str, ttl: i64) {
+    let rrs = ResourceRecordSet::builder()
+        .name(format!("{RECORD}."))
+        .r#type(RrType::Cname)
+        .ttl(ttl)
+        .resource_records(ResourceRecord::builder().value(value).build().expect("record"))
+        .build()
+        .expect("record set");
+    r53.change_resource_record_sets()
+        .hosted_zone_id(zone)
+        .change_batch(
+            ChangeBatch::builder()
+                .changes(
+                    Change::builder()
+                        .action(ChangeAction::Upsert)
+                        .resource_record_set(rrs)
+                        .build()
+                        .expect("change"),
+                )
+                .build()
+                .expect("batch"),
+        )
+        .send()
+        .await
+        .expect("moto accepts the record");
+}
+
+/// The writer record as Route 53 holds it now: (value, ttl), or `None`.
+pub async fn read_cname(r53: &aws_sdk_route53::Client, zone: &str) -> Option<(String, i64)> {
+    let out = r53
+        .list_resource_record_sets()
+        .hosted_zone_id(zone)
+        .send()
+        .await
+        .expect("moto lists records");
+    out.resource_record_sets()
+        .iter()
+        .find(|r| r.name().trim_end_matches('.') == RECORD && r.r#type() == &RrType::Cname)
+        .map(|r| {
+            (
+                r.resource_records()
+                    .first()
+                    .map(|v| v.value().to_owned())
+                    .unwrap_or_default(),
+                r.ttl().unwrap_or_default(),
+            )
+        })
+}
+
+/// Runs the handler once with a generous deadline.
+pub async fn invoke(switch: &TrafficSwitch, event: &str) -> Invocation {
+    switch
+        .handle(event, "test-request", Deadline::after(Duration::from_secs(20)))
+        .await
+}
