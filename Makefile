@@ -1,15 +1,17 @@
 # The front door: every task the README mentions.
 .PHONY: setup test lint fmt demo build check
 
-setup:            ## install the Python stand-ins (moto) into .venv
+setup:            ## install the Python tools (moto, cfn-lint) into .venv
 	scripts/venv.sh
 
 test:             ## every test, with moto started and stopped on loopback
 	scripts/test.sh
 
-lint:             ## formatting and clippy, as CI runs them
+lint:             ## formatting, clippy and cfn-lint, as CI runs them
 	cargo fmt --all --check
 	cargo clippy --workspace --all-targets -- -D warnings
+	scripts/venv.sh
+	.venv/bin/cfn-lint template.yaml
 
 fmt:
 	cargo fmt --all

@@ -3,3 +3,4 @@
 mod dns_moto;
 mod error_paths;
 mod fixtures;
+mod template;

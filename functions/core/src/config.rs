@@ -396,6 +396,23 @@ mod tests {
     }
 
     #[test]
+    fn the_published_variable_list_is_exactly_what_the_reader_reads() {
+        let vars = base();
+        let asked = std::cell::RefCell::new(std::collections::BTreeSet::new());
+        let cfg = SwitchConfig::from_lookup(&|k| {
+            asked.borrow_mut().insert(k.to_owned());
+            vars.get(k).map(|v| (*v).to_owned())
+        });
+        assert!(cfg.is_ok());
+        let published: std::collections::BTreeSet<String> = SWITCH_VARIABLES
+            .iter()
+            .chain(LAMBDA_PROVIDED_VARIABLES)
+            .map(|s| (*s).to_owned())
+            .collect();
+        assert_eq!(asked.into_inner(), published);
+    }
+
+    #[test]
     fn alarm_allow_list_is_trimmed() {
         let mut vars = base();
         vars.insert("SWITCH_ALARM_NAMES", " primary-unreachable , ,writes-failing ");
