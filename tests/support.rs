@@ -273,3 +273,62 @@ pub async fn invoke(switch: &TrafficSwitch, event: &str) -> Invocation {
         .handle(event, "test-request", Deadline::after(Duration::from_secs(20)))
         .await
 }
+
+/// The workspace root (where `.venv` and `target/` live).
+pub fn workspace_root() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(std::path::Path::to_path_buf)
+        .unwrap_or_default()
+}
+
+static LABS: AtomicU32 = AtomicU32::new(0);
+
+/// Starts a lab of this test's own (own Valkey servers, own zone in the shared moto, own work dir),
+/// with the real traffic-switch binary from `target/debug` (`make test` builds it first).
+pub async fn start_lab(tweak: impl FnOnce(&mut failover_lab::LabConfig)) -> failover_lab::Lab {
+    let root = workspace_root();
+    let mut cfg = failover_lab::LabConfig::two_regions(&root);
+    let n = LABS.fetch_add(1, Ordering::SeqCst);
+    cfg.work_dir = root.join(format!("target/lab-tests/{}-{n}", std::process::id()));
+    cfg.moto_endpoint = Some(moto_endpoint());
+    cfg.promotion_time = Duration::from_millis(500);
+    cfg.lambda_retry_delay = Duration::from_millis(300);
+    tweak(&mut cfg);
+    failover_lab::Lab::start(cfg).await.unwrap_or_else(|e| {
+        panic!("the lab must start (run `make test`, which installs and builds what it needs): {e}")
+    })
+}
+
+/// Polls `check` every 50 ms until it returns `Some`, or panics after `limit` naming `what`.
+pub async fn eventually<T, F, Fut>(limit: Duration, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out after {limit:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// An ElastiCache client for the lab's emulator, signing for `region`, SDK retries off.
+pub fn elasticache_at(endpoint: &str, region: &str) -> aws_sdk_elasticache::Client {
+    let conf = aws_sdk_elasticache::Config::builder()
+        .behavior_version(aws_sdk_elasticache::config::BehaviorVersion::latest())
+        .endpoint_url(endpoint)
+        .region(aws_sdk_elasticache::config::Region::new(region.to_owned()))
+        .credentials_provider(aws_sdk_elasticache::config::Credentials::new(
+            "lab", "lab", None, None, "tests",
+        ))
+        .retry_config(aws_sdk_elasticache::config::retry::RetryConfig::disabled())
+        .build();
+    aws_sdk_elasticache::Client::from_conf(conf)
+}

@@ -196,11 +196,7 @@ async fn a_failover_under_way_is_waited_out_then_followed() {
     let plans: Vec<&str> = inv.audit.triggers[0]
         .decisions
         .iter()
-        .map(|p| match p {
-            failover_core::switch::Plan::Wait { .. } => "wait",
-            failover_core::switch::Plan::Switch { .. } => "switch",
-            _ => "other",
-        })
+        .map(failover_core::switch::Plan::kind)
         .collect();
     assert_eq!(plans, ["wait", "wait", "switch"]);
 }

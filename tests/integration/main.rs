@@ -3,4 +3,5 @@
 mod dns_moto;
 mod error_paths;
 mod fixtures;
+mod lab;
 mod template;

@@ -224,6 +224,16 @@ pub enum Plan {
 }
 
 impl Plan {
+    /// The plan's name as it appears in the audit record.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Plan::Wait { .. } => "wait",
+            Plan::NoOp { .. } => "no_op",
+            Plan::Refuse { .. } => "refuse",
+            Plan::Switch { .. } => "switch",
+        }
+    }
+
     pub fn reason(&self) -> &str {
         match self {
             Plan::Wait { reason }

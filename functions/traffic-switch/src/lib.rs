@@ -383,7 +383,7 @@ impl TrafficSwitch {
         loop {
             let (observed, raw) = self.observe(deadline, report).await?;
             let plan = switch::decide(intent, &observed, &self.cfg);
-            tracing::info!(plan = ?plan, "decided");
+            tracing::info!(plan = plan.kind(), reason = plan.reason(), "decided");
             report.decisions.push(plan.clone());
             match plan {
                 Plan::NoOp { .. } => return Ok(Outcome::NoOp),

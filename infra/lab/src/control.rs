@@ -1,0 +1,187 @@
+//! The lab's control surface: HTTP on loopback (its address is in `.lab/state.json`, and
+//! `lab ctl …` wraps it). Faults in, observations out.
+
+use std::sync::Arc;
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::link::LinkMode;
+use crate::{LabState, SnsFaults};
+
+#[derive(Clone)]
+struct Ctl {
+    lab: Arc<LabState>,
+    route53: aws_sdk_route53::Client,
+    zone: String,
+}
+
+pub fn router(lab: Arc<LabState>, route53: aws_sdk_route53::Client, zone: String) -> Router {
+    Router::new()
+        .route("/state", get(state))
+        .route("/valkey/{region}/{action}", post(valkey))
+        .route("/region/{region}/{action}", post(region))
+        .route("/link", post(link))
+        .route("/sns", post(sns))
+        .route("/publish", post(publish))
+        .route("/failover", post(failover))
+        .route("/functions/{region}/{name}/invoke", post(invoke))
+        .route(
+            "/requests",
+            get(|State(c): State<Ctl>| async move { Json(json!(c.lab.requests())) }),
+        )
+        .route(
+            "/invocations",
+            get(|State(c): State<Ctl>| async move { Json(json!(c.lab.invocations())) }),
+        )
+        .route(
+            "/audits",
+            get(|State(c): State<Ctl>| async move { Json(json!(c.lab.audits())) }),
+        )
+        .route(
+            "/events",
+            get(|State(c): State<Ctl>| async move { Json(json!(c.lab.events())) }),
+        )
+        .route(
+            "/publications",
+            get(|State(c): State<Ctl>| async move { Json(json!(c.lab.publications())) }),
+        )
+        .route("/shutdown", post(shutdown))
+        .with_state(Ctl { lab, route53, zone })
+}
+
+fn bad(status: StatusCode, message: impl Into<String>) -> Response {
+    (status, Json(json!({"error": message.into()}))).into_response()
+}
+
+async fn state(State(c): State<Ctl>) -> Json<Value> {
+    let gds = c.lab.gds();
+    let primary = c.lab.regions.get(gds.primary).map(|r| r.name.clone());
+    let record = c.lab.writer_record(&c.route53, &c.zone).await;
+    let points_at = record
+        .as_deref()
+        .and_then(|v| c.lab.regions.iter().find(|r| r.endpoint == v))
+        .map(|r| r.name.clone());
+    let mut regions = Vec::new();
+    for r in &c.lab.regions {
+        let info = crate::valkey::replication_info(r.valkey_port).await.ok();
+        let field = |k: &str| {
+            info.as_ref()
+                .and_then(|i| i.iter().find(|(key, _)| key == k).map(|(_, v)| v.clone()))
+        };
+        regions.push(json!({
+            "name": r.name, "group": r.group, "endpoint": r.endpoint,
+            "valkey_up": info.is_some(), "dark": c.lab.region_dark(&r.name),
+            "role": field("role"), "master_link_status": field("master_link_status"),
+        }));
+    }
+    Json(json!({
+        "datastore": {"id": c.lab.cfg.datastore_id, "status": gds.status, "primary": primary, "failovers": gds.failovers},
+        "record": {"name": c.lab.cfg.record_name, "value": record, "points_at": points_at},
+        "link": c.lab.link_mode(),
+        "sns": *c.lab.sns.lock().unwrap_or_else(std::sync::PoisonError::into_inner),
+        "regions": regions,
+        "functions_idle": c.lab.functions_idle(),
+    }))
+}
+
+async fn valkey(State(c): State<Ctl>, Path((region, action)): Path<(String, String)>) -> Response {
+    let result = match action.as_str() {
+        "stop" => Ok(c.lab.stop_valkey(&region).await),
+        "start" => c.lab.start_valkey(&region).await.map(|()| true),
+        _ => return bad(StatusCode::NOT_FOUND, "use stop or start"),
+    };
+    match result {
+        Ok(true) => Json(json!({"ok": true})).into_response(),
+        Ok(false) => bad(StatusCode::NOT_FOUND, format!("no Region {region}")),
+        Err(e) => bad(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    }
+}
+
+async fn region(State(c): State<Ctl>, Path((region, action)): Path<(String, String)>) -> Response {
+    if c.lab.region(&region).is_none() {
+        return bad(StatusCode::NOT_FOUND, format!("no Region {region}"));
+    }
+    let dark = match action.as_str() {
+        "dark" => true,
+        "light" => false,
+        _ => return bad(StatusCode::NOT_FOUND, "use dark or light"),
+    };
+    match c.lab.set_dark(&region, dark).await {
+        Ok(()) => Json(json!({"ok": true})).into_response(),
+        Err(e) => bad(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    }
+}
+
+async fn link(State(c): State<Ctl>, Json(mode): Json<LinkMode>) -> Json<Value> {
+    c.lab.set_link(mode);
+    Json(json!({"link": mode}))
+}
+
+async fn sns(State(c): State<Ctl>, Json(f): Json<SnsFaults>) -> Json<Value> {
+    *c.lab
+        .sns
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner) = f;
+    Json(json!({"sns": f}))
+}
+
+#[derive(Deserialize)]
+struct PublishBody {
+    region: String,
+    message: String,
+    #[serde(default = "default_subject")]
+    subject: String,
+}
+
+fn default_subject() -> String {
+    "ElastiCache Notification".into()
+}
+
+async fn publish(State(c): State<Ctl>, Json(b): Json<PublishBody>) -> Response {
+    if c.lab.region(&b.region).is_none() {
+        return bad(StatusCode::NOT_FOUND, format!("no Region {}", b.region));
+    }
+    c.lab.publish(&b.region, &b.subject, &b.message);
+    Json(json!({"ok": true})).into_response()
+}
+
+#[derive(Deserialize)]
+struct FailoverBody {
+    region: String,
+}
+
+async fn failover(State(c): State<Ctl>, Json(b): Json<FailoverBody>) -> Response {
+    let Some(group) = c.lab.region(&b.region).map(|r| r.group.clone()) else {
+        return bad(StatusCode::NOT_FOUND, format!("no Region {}", b.region));
+    };
+    let id = c.lab.cfg.datastore_id.clone();
+    match crate::failover::start(&c.lab, &id, &b.region, &group) {
+        Ok(()) => Json(json!({"ok": true, "status": "modifying"})).into_response(),
+        Err(e) => bad(e.status, format!("{}: {}", e.code, e.message)),
+    }
+}
+
+async fn invoke(
+    State(c): State<Ctl>,
+    Path((region, name)): Path<(String, String)>,
+    Json(event): Json<Value>,
+) -> Response {
+    let Some(f) = c.lab.function(&region, &name) else {
+        return bad(StatusCode::NOT_FOUND, format!("no function {name} in {region}"));
+    };
+    match f.invoke_sync(event, "console").await {
+        Ok(v) => Json(json!({"ok": v})).into_response(),
+        Err(e) => Json(json!({"error": e})).into_response(),
+    }
+}
+
+async fn shutdown(State(c): State<Ctl>) -> Json<Value> {
+    c.lab.shutdown.notify_waiters();
+    Json(json!({"ok": true}))
+}

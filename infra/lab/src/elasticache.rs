@@ -1,0 +1,310 @@
+//! The ElastiCache Global Datastore control plane moto lacks, on the query protocol the Rust SDK
+//! speaks: `DescribeGlobalReplicationGroups`, `DescribeReplicationGroups`,
+//! `FailoverGlobalReplicationGroup`, `DescribeEvents`, with AWS's error codes and HTTP statuses.
+//! The calling Region is read from the SigV4 credential scope, as AWS's regional endpoints imply.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+
+use crate::{ApiRequest, LabState, lambda::now_ms};
+
+const NS: &str = "http://elasticache.amazonaws.com/doc/2015-02-02/";
+
+pub fn router(state: Arc<LabState>) -> Router {
+    Router::new().route("/", post(handle)).with_state(state)
+}
+
+/// XML-escapes text content.
+pub fn esc(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+/// The Region in a SigV4 `Authorization` header's credential scope.
+pub fn signing_region(headers: &HeaderMap) -> Option<String> {
+    let auth = headers.get("authorization")?.to_str().ok()?;
+    let cred = auth.split("Credential=").nth(1)?;
+    let scope: Vec<&str> = cred.split(['/', ',']).collect();
+    scope.get(2).map(|s| (*s).to_owned())
+}
+
+/// An AWS error in the query protocol's shape.
+pub struct ApiError {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub message: String,
+}
+
+impl ApiError {
+    pub fn new(status: u16, code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status: StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST),
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = format!(
+            "<ErrorResponse xmlns=\"{NS}\"><Error><Type>Sender</Type><Code>{}</Code><Message>{}</Message></Error>\
+             <RequestId>lab-{}</RequestId></ErrorResponse>",
+            self.code,
+            esc(&self.message),
+            now_ms()
+        );
+        (self.status, [("content-type", "text/xml")], body).into_response()
+    }
+}
+
+fn ok(action: &str, result: &str) -> Response {
+    let body = format!(
+        "<{action}Response xmlns=\"{NS}\"><{action}Result>{result}</{action}Result>\
+         <ResponseMetadata><RequestId>lab-{}</RequestId></ResponseMetadata></{action}Response>",
+        now_ms()
+    );
+    (StatusCode::OK, [("content-type", "text/xml")], body).into_response()
+}
+
+fn params(body: &[u8]) -> HashMap<String, String> {
+    body.split(|b| *b == b'&')
+        .filter_map(|pair| {
+            let s = std::str::from_utf8(pair).ok()?;
+            let (k, v) = s.split_once('=').unwrap_or((s, ""));
+            Some((decode(k), decode(v)))
+        })
+        .collect()
+}
+
+/// Percent-decoding of form values (`+` is a space).
+fn decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 3 <= bytes.len() => {
+                match u8::from_str_radix(std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap_or("zz"), 16) {
+                    Ok(b) => {
+                        out.push(b);
+                        i += 2;
+                    }
+                    Err(_) => out.push(b'%'),
+                }
+            }
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+async fn handle(State(lab): State<Arc<LabState>>, headers: HeaderMap, body: Bytes) -> Response {
+    let p = params(&body);
+    let action = p.get("Action").cloned().unwrap_or_default();
+    let region = signing_region(&headers).unwrap_or_else(|| "unknown".into());
+    let result = if lab.region_dark(&region) {
+        // A dark Region's control-plane endpoint does not answer either.
+        Err(ApiError::new(
+            503,
+            "ServiceUnavailable",
+            format!("the {region} endpoint is unavailable"),
+        ))
+    } else {
+        match action.as_str() {
+            "DescribeGlobalReplicationGroups" => describe_global(&lab, &p),
+            "DescribeReplicationGroups" => describe_groups(&lab, &region, &p),
+            "FailoverGlobalReplicationGroup" => failover(&lab, &p),
+            "DescribeEvents" => describe_events(&lab, &region, &p),
+            other => Err(ApiError::new(
+                400,
+                "InvalidAction",
+                format!("the lab does not emulate {other:?}"),
+            )),
+        }
+    };
+    let status = match &result {
+        Ok(_) => 200,
+        Err(e) => e.status.as_u16(),
+    };
+    lab.record(ApiRequest {
+        service: "elasticache".into(),
+        region,
+        action,
+        params: p.into_iter().collect(),
+        status,
+        at_ms: now_ms(),
+    });
+    result.unwrap_or_else(IntoResponse::into_response)
+}
+
+fn global_xml(lab: &LabState, show_members: bool) -> String {
+    let g = lab.gds();
+    let members = if show_members {
+        let m: String = lab
+            .regions
+            .iter()
+            .enumerate()
+            .map(|(i, r)| {
+                format!(
+                    "<GlobalReplicationGroupMember><ReplicationGroupId>{}</ReplicationGroupId>\
+                     <ReplicationGroupRegion>{}</ReplicationGroupRegion><Role>{}</Role>\
+                     <AutomaticFailover>enabled</AutomaticFailover><Status>associated</Status>\
+                     </GlobalReplicationGroupMember>",
+                    esc(&r.group),
+                    esc(&r.name),
+                    if i == g.primary { "PRIMARY" } else { "SECONDARY" }
+                )
+            })
+            .collect();
+        format!("<Members>{m}</Members>")
+    } else {
+        String::new()
+    };
+    format!(
+        "<GlobalReplicationGroupId>{}</GlobalReplicationGroupId><GlobalReplicationGroupDescription>lab</GlobalReplicationGroupDescription>\
+         <Status>{}</Status><CacheNodeType>cache.r7g.large</CacheNodeType><Engine>valkey</Engine><EngineVersion>8.0</EngineVersion>\
+         {members}<ClusterEnabled>false</ClusterEnabled><ARN>arn:aws:elasticache::000000000000:globalreplicationgroup:{}</ARN>",
+        esc(&lab.cfg.datastore_id),
+        esc(&g.status),
+        esc(&lab.cfg.datastore_id)
+    )
+}
+
+fn describe_global(lab: &LabState, p: &HashMap<String, String>) -> Result<Response, ApiError> {
+    if let Some(id) = p.get("GlobalReplicationGroupId")
+        && id != &lab.cfg.datastore_id
+    {
+        return Err(ApiError::new(
+            404,
+            "GlobalReplicationGroupNotFoundFault",
+            format!("GlobalReplicationGroup {id} not found"),
+        ));
+    }
+    let show = p.get("ShowMemberInfo").is_some_and(|v| v == "true");
+    Ok(ok(
+        "DescribeGlobalReplicationGroups",
+        &format!(
+            "<GlobalReplicationGroups><GlobalReplicationGroup>{}</GlobalReplicationGroup></GlobalReplicationGroups>",
+            global_xml(lab, show)
+        ),
+    ))
+}
+
+fn describe_groups(lab: &LabState, region: &str, p: &HashMap<String, String>) -> Result<Response, ApiError> {
+    let g = lab.gds();
+    let wanted = p.get("ReplicationGroupId");
+    let mut found = String::new();
+    for (i, r) in lab.regions.iter().enumerate() {
+        if r.name != region || wanted.is_some_and(|w| w != &r.group) {
+            continue;
+        }
+        found.push_str(&format!(
+            "<ReplicationGroup><ReplicationGroupId>{}</ReplicationGroupId><Description>lab</Description>\
+             <GlobalReplicationGroupInfo><GlobalReplicationGroupId>{}</GlobalReplicationGroupId>\
+             <GlobalReplicationGroupMemberRole>{}</GlobalReplicationGroupMemberRole></GlobalReplicationGroupInfo>\
+             <Status>{}</Status><MemberClusters><ClusterId>{}-001</ClusterId></MemberClusters>\
+             <NodeGroups><NodeGroup><NodeGroupId>0001</NodeGroupId><Status>available</Status>\
+             <PrimaryEndpoint><Address>{}</Address><Port>6379</Port></PrimaryEndpoint></NodeGroup></NodeGroups>\
+             <AutomaticFailover>enabled</AutomaticFailover><Engine>valkey</Engine></ReplicationGroup>",
+            esc(&r.group),
+            esc(&lab.cfg.datastore_id),
+            if i == g.primary { "PRIMARY" } else { "SECONDARY" },
+            if g.status == "modifying" { "modifying" } else { "available" },
+            esc(&r.group),
+            esc(&r.endpoint)
+        ));
+    }
+    if found.is_empty()
+        && let Some(w) = wanted
+    {
+        return Err(ApiError::new(
+            404,
+            "ReplicationGroupNotFoundFault",
+            format!("ReplicationGroup {w} not found in {region}"),
+        ));
+    }
+    Ok(ok(
+        "DescribeReplicationGroups",
+        &format!("<ReplicationGroups>{found}</ReplicationGroups>"),
+    ))
+}
+
+fn failover(lab: &Arc<LabState>, p: &HashMap<String, String>) -> Result<Response, ApiError> {
+    let id = p
+        .get("GlobalReplicationGroupId")
+        .map(String::as_str)
+        .unwrap_or_default();
+    let region = p.get("PrimaryRegion").map(String::as_str).unwrap_or_default();
+    let group = p
+        .get("PrimaryReplicationGroupId")
+        .map(String::as_str)
+        .unwrap_or_default();
+    crate::failover::start(lab, id, region, group)?;
+    Ok(ok(
+        "FailoverGlobalReplicationGroup",
+        &format!(
+            "<GlobalReplicationGroup>{}</GlobalReplicationGroup>",
+            global_xml(lab, true)
+        ),
+    ))
+}
+
+fn describe_events(lab: &LabState, region: &str, p: &HashMap<String, String>) -> Result<Response, ApiError> {
+    let source = p.get("SourceIdentifier");
+    let minutes: u64 = p.get("Duration").and_then(|d| d.parse().ok()).unwrap_or(60);
+    let since = now_ms().saturating_sub(minutes * 60_000);
+    let events: String = lab
+        .events()
+        .iter()
+        .rev()
+        .filter(|e| e.region == region && e.at_ms >= since && source.is_none_or(|s| s == &e.source))
+        .map(|e| {
+            format!(
+                "<Event><SourceIdentifier>{}</SourceIdentifier><SourceType>{}</SourceType><Message>{}</Message><Date>{}</Date></Event>",
+                esc(&e.source),
+                esc(&e.source_type),
+                esc(&e.message),
+                chrono::DateTime::from_timestamp_millis(i64::try_from(e.at_ms).unwrap_or(0))
+                    .map(|d| d.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+                    .unwrap_or_default()
+            )
+        })
+        .collect();
+    Ok(ok("DescribeEvents", &format!("<Events>{events}</Events>")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_signing_region_is_read_from_the_credential_scope() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            "authorization",
+            "AWS4-HMAC-SHA256 Credential=lab/20261123/us-west-2/elasticache/aws4_request, SignedHeaders=host, Signature=x"
+                .parse()
+                .expect("header"),
+        );
+        assert_eq!(signing_region(&h).as_deref(), Some("us-west-2"));
+    }
+
+    #[test]
+    fn form_values_are_percent_decoded() {
+        let p = params(b"Action=DescribeEvents&SourceIdentifier=a%2Db+c&Bad=%zz");
+        assert_eq!(p["SourceIdentifier"], "a-b c");
+        assert_eq!(p["Bad"], "%zz");
+    }
+}

@@ -1,0 +1,790 @@
+//! The local two-Region lab.
+//!
+//! Real: Valkey (one server per Region, the secondary replicating through the inter-Region link),
+//! Route 53 (moto), the functions (their real binaries, served by the lab's Lambda Runtime API).
+//! Emulated: the ElastiCache Global Datastore control plane, SNS delivery to the functions, and the
+//! link itself (a userspace proxy). Everything binds to loopback and stops when the [`Lab`] is
+//! dropped.
+
+pub mod control;
+pub mod elasticache;
+pub mod failover;
+pub mod lambda;
+pub mod link;
+pub mod valkey;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use aws_sdk_route53::config::{BehaviorVersion, Credentials, Region};
+use aws_sdk_route53::types::{
+    Change, ChangeAction, ChangeBatch, HostedZoneConfig, ResourceRecord, ResourceRecordSet, RrType, Vpc,
+    VpcRegion,
+};
+use serde::Serialize;
+use serde_json::{Value, json};
+use thiserror::Error;
+use tokio::net::TcpListener;
+use tokio::process::{Child, Command};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::lambda::{Function, FunctionSpec, InvocationRecord, Runtime, now_ms};
+use crate::link::LinkMode;
+
+#[derive(Debug, Error)]
+pub enum LabError {
+    #[error("missing: {0}")]
+    Missing(String),
+    #[error("could not start: {0}")]
+    Start(String),
+    #[error("I/O: {0}")]
+    Io(String),
+    #[error("valkey: {0}")]
+    Valkey(String),
+    #[error("route 53 (moto): {0}")]
+    Route53(String),
+}
+
+/// One Region of the lab.
+#[derive(Debug, Clone, Serialize)]
+pub struct RegionConfig {
+    pub name: String,
+    pub group: String,
+    /// The AWS-style writer endpoint the CNAME points at when this member is primary.
+    pub endpoint: String,
+}
+
+/// What to start; every timing is a knob.
+#[derive(Debug, Clone)]
+pub struct LabConfig {
+    /// The workspace root: `.venv` and `target/` are found from here.
+    pub root: PathBuf,
+    /// Where servers keep their files and logs (`.lab` by default).
+    pub work_dir: PathBuf,
+    /// The first is the initial primary.
+    pub regions: Vec<RegionConfig>,
+    pub datastore_id: String,
+    pub record_name: String,
+    pub record_ttl: i64,
+    /// How long a Global Datastore failover stays `modifying` (AWS: about a minute).
+    pub promotion_time: Duration,
+    /// Delay before Lambda's asynchronous retry of a failed invocation (AWS: 1 then 2 minutes).
+    pub lambda_retry_delay: Duration,
+    pub function_timeout: Duration,
+    /// Reuse a running moto server instead of starting one.
+    pub moto_endpoint: Option<String>,
+    /// Functions to run in every Region, by package name; binaries come from `binary_dir`.
+    pub functions: Vec<String>,
+    pub binary_dir: PathBuf,
+    /// Extra environment for the functions (e.g. `STABLE_POLL_MS`).
+    pub function_env: Vec<(String, String)>,
+}
+
+impl LabConfig {
+    /// Two Regions, us-west-1 primary, seconds-scale timings.
+    pub fn two_regions(root: &Path) -> Self {
+        let region = |name: &str, short: &str| RegionConfig {
+            name: name.to_owned(),
+            group: format!("sessions-{short}"),
+            endpoint: format!("master.sessions-{short}.lab.{short}.cache.amazonaws.com"),
+        };
+        Self {
+            root: root.to_path_buf(),
+            work_dir: root.join(".lab"),
+            regions: vec![region("us-west-1", "usw1"), region("us-west-2", "usw2")],
+            datastore_id: "ldgnf-sessions".into(),
+            record_name: "writer.sessions.internal".into(),
+            record_ttl: 5,
+            promotion_time: Duration::from_secs(2),
+            lambda_retry_delay: Duration::from_secs(1),
+            function_timeout: Duration::from_secs(30),
+            moto_endpoint: None,
+            functions: vec!["traffic-switch".into()],
+            binary_dir: root.join("target/debug"),
+            function_env: vec![("STABLE_POLL_MS".into(), "200".into())],
+        }
+    }
+
+    /// `MEMBERS` as the functions read it.
+    pub fn members_env(&self) -> String {
+        self.regions
+            .iter()
+            .map(|r| format!("{}:{}:{}", r.name, r.group, r.endpoint))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+}
+
+/// A Region at run time.
+pub struct RegionRuntime {
+    pub name: String,
+    pub group: String,
+    pub endpoint: String,
+    /// The Region's Valkey, for clients in the same Region.
+    pub valkey_port: u16,
+    /// The link's entry into this Region, for everything coming from another Region.
+    pub link_port: u16,
+    valkey: tokio::sync::Mutex<Option<Child>>,
+    pub functions: Mutex<Vec<Arc<Runtime>>>,
+}
+
+/// The Global Datastore as the emulator holds it.
+#[derive(Debug, Clone, Serialize)]
+pub struct GdsState {
+    pub status: String,
+    pub primary: usize,
+    pub failovers: u32,
+}
+
+/// An ElastiCache event, as `DescribeEvents` returns it.
+#[derive(Debug, Clone, Serialize)]
+pub struct LabEvent {
+    pub region: String,
+    pub source: String,
+    pub source_type: String,
+    pub message: String,
+    pub at_ms: u64,
+}
+
+/// A request an emulated API received.
+#[derive(Debug, Clone, Serialize)]
+pub struct ApiRequest {
+    pub service: String,
+    pub region: String,
+    pub action: String,
+    pub params: BTreeMap<String, String>,
+    pub status: u16,
+    pub at_ms: u64,
+}
+
+/// How SNS delivers to the functions; switches for at-least-once behaviour.
+#[derive(Debug, Clone, Copy, Default, Serialize, serde::Deserialize)]
+pub struct SnsFaults {
+    /// Deliver every notification twice.
+    #[serde(default)]
+    pub duplicate: bool,
+    /// Hold every notification this long before delivering.
+    #[serde(default)]
+    pub delay_ms: u64,
+}
+
+/// A notification SNS delivered (or will deliver).
+#[derive(Debug, Clone, Serialize)]
+pub struct Publication {
+    pub region: String,
+    pub message: String,
+    pub message_id: String,
+    pub at_ms: u64,
+}
+
+/// Everything the lab's servers share.
+pub struct LabState {
+    pub cfg: LabConfig,
+    pub regions: Vec<RegionRuntime>,
+    gds: Mutex<GdsState>,
+    events: Mutex<Vec<LabEvent>>,
+    requests: Mutex<Vec<ApiRequest>>,
+    publications: Mutex<Vec<Publication>>,
+    pub sns: Mutex<SnsFaults>,
+    link: watch::Sender<LinkMode>,
+    valkey_bin: PathBuf,
+    /// Regions made dark by the control surface (Valkey stopped, APIs unreachable).
+    dark: Mutex<Vec<String>>,
+    /// Signalled by the control surface's `/shutdown`.
+    pub shutdown: tokio::sync::Notify,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl LabState {
+    pub fn gds(&self) -> GdsState {
+        lock(&self.gds).clone()
+    }
+
+    pub(crate) fn gds_mut(&self) -> MutexGuard<'_, GdsState> {
+        lock(&self.gds)
+    }
+
+    pub fn events(&self) -> Vec<LabEvent> {
+        lock(&self.events).clone()
+    }
+
+    pub fn requests(&self) -> Vec<ApiRequest> {
+        lock(&self.requests).clone()
+    }
+
+    pub fn publications(&self) -> Vec<Publication> {
+        lock(&self.publications).clone()
+    }
+
+    pub(crate) fn record(&self, r: ApiRequest) {
+        lock(&self.requests).push(r);
+    }
+
+    pub(crate) fn event(&self, region: &str, source: &str, message: &str) {
+        lock(&self.events).push(LabEvent {
+            region: region.to_owned(),
+            source: source.to_owned(),
+            source_type: "replication-group".into(),
+            message: message.to_owned(),
+            at_ms: now_ms(),
+        });
+    }
+
+    pub fn region(&self, name: &str) -> Option<&RegionRuntime> {
+        self.regions.iter().find(|r| r.name == name)
+    }
+
+    pub fn region_dark(&self, name: &str) -> bool {
+        lock(&self.dark).iter().any(|d| d == name)
+    }
+
+    pub fn link_mode(&self) -> LinkMode {
+        *self.link.borrow()
+    }
+
+    pub fn set_link(&self, mode: LinkMode) {
+        self.link.send_replace(mode);
+    }
+
+    /// The address a client in `from_region` reaches `endpoint` at: the Region's Valkey directly
+    /// when local, through the link when not.
+    pub fn resolve(&self, endpoint: &str, from_region: &str) -> Option<SocketAddr> {
+        let endpoint = endpoint.trim_end_matches('.').to_ascii_lowercase();
+        let r = self.regions.iter().find(|r| r.endpoint == endpoint)?;
+        let port = if r.name == from_region {
+            r.valkey_port
+        } else {
+            r.link_port
+        };
+        Some(SocketAddr::from(([127, 0, 0, 1], port)))
+    }
+
+    /// Publishes `message` to the Region's ElastiCache topic: every function subscribed in that
+    /// Region gets it asynchronously, as Lambda receives SNS (`Records[].Sns`).
+    pub fn publish(&self, region: &str, subject: &str, message: &str) {
+        let faults = *lock(&self.sns);
+        let message_id = format!("lab-{}-{}", now_ms(), rand::random::<u32>());
+        lock(&self.publications).push(Publication {
+            region: region.to_owned(),
+            message: message.to_owned(),
+            message_id: message_id.clone(),
+            at_ms: now_ms(),
+        });
+        let event = sns_event(region, subject, message, &message_id);
+        let Some(r) = self.region(region) else { return };
+        let targets: Vec<Arc<Runtime>> = lock(&r.functions).clone();
+        for rt in targets {
+            let copies = if faults.duplicate { 2 } else { 1 };
+            let event = event.clone();
+            let delay = Duration::from_millis(faults.delay_ms);
+            tokio::spawn(async move {
+                tokio::time::sleep(delay).await;
+                for _ in 0..copies {
+                    rt.invoke_async(event.clone(), "sns");
+                }
+            });
+        }
+    }
+
+    /// Delivers a notification exactly as given, e.g. an old one replayed late (the control
+    /// surface's "replay" switch).
+    pub fn deliver_raw(&self, region: &str, event: Value) {
+        if let Some(r) = self.region(region) {
+            for rt in lock(&r.functions).iter() {
+                rt.invoke_async(event.clone(), "sns");
+            }
+        }
+    }
+
+    /// Every invocation of every function, in time order.
+    pub fn invocations(&self) -> Vec<InvocationRecord> {
+        let mut all: Vec<InvocationRecord> = self
+            .regions
+            .iter()
+            .flat_map(|r| {
+                lock(&r.functions)
+                    .iter()
+                    .flat_map(|f| f.records())
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        all.sort_by_key(|r| r.queued_at_ms);
+        all
+    }
+
+    /// Every audit line every function wrote.
+    pub fn audits(&self) -> Vec<Value> {
+        self.regions
+            .iter()
+            .flat_map(|r| {
+                lock(&r.functions)
+                    .iter()
+                    .flat_map(|f| f.audits())
+                    .collect::<Vec<_>>()
+            })
+            .collect()
+    }
+
+    /// True when no function has anything queued or running.
+    pub fn functions_idle(&self) -> bool {
+        self.regions
+            .iter()
+            .all(|r| lock(&r.functions).iter().all(|f| f.idle()))
+    }
+
+    pub fn function(&self, region: &str, name: &str) -> Option<Arc<Runtime>> {
+        let r = self.region(region)?;
+        lock(&r.functions).iter().find(|f| f.name == name).cloned()
+    }
+
+    /// Stops a Region's Valkey (the data plane goes dark).
+    pub async fn stop_valkey(&self, region: &str) -> bool {
+        let Some(r) = self.region(region) else {
+            return false;
+        };
+        let mut child = r.valkey.lock().await;
+        if let Some(mut c) = child.take() {
+            let _ = c.kill().await;
+        }
+        true
+    }
+
+    /// Starts a Region's Valkey again. A member that is not the primary comes back as a replica of
+    /// the current primary, as ElastiCache re-syncs a recovered secondary.
+    pub async fn start_valkey(&self, region: &str) -> Result<(), LabError> {
+        let Some(i) = self.regions.iter().position(|r| r.name == region) else {
+            return Err(LabError::Missing(format!("no Region {region}")));
+        };
+        let r = &self.regions[i];
+        let mut slot = r.valkey.lock().await;
+        if slot.is_none() {
+            let child =
+                valkey::start(&self.valkey_bin, r.valkey_port, &self.cfg.work_dir.join(&r.name)).await?;
+            *slot = Some(child);
+        }
+        let primary = self.gds().primary;
+        if primary != i {
+            let port = self.regions[primary].link_port.to_string();
+            valkey::command(r.valkey_port, &["REPLICAOF", "127.0.0.1", &port]).await?;
+        }
+        Ok(())
+    }
+
+    /// Makes a Region dark (Valkey stopped, its ElastiCache endpoint unavailable) or lights it.
+    pub async fn set_dark(&self, region: &str, dark: bool) -> Result<(), LabError> {
+        if dark {
+            lock(&self.dark).push(region.to_owned());
+            self.stop_valkey(region).await;
+        } else {
+            lock(&self.dark).retain(|d| d != region);
+            self.start_valkey(region).await?;
+        }
+        Ok(())
+    }
+
+    /// The current writer CNAME in moto.
+    pub async fn writer_record(&self, r53: &aws_sdk_route53::Client, zone: &str) -> Option<String> {
+        read_cname(r53, zone, &self.cfg.record_name).await
+    }
+}
+
+/// An SNS notification in the shape Lambda receives.
+pub fn sns_event(region: &str, subject: &str, message: &str, message_id: &str) -> Value {
+    let topic = format!("arn:aws:sns:{region}:000000000000:elasticache-events");
+    json!({"Records": [{
+        "EventSource": "aws:sns", "EventVersion": "1.0",
+        "EventSubscriptionArn": format!("{topic}:lab"),
+        "Sns": {
+            "Type": "Notification", "MessageId": message_id, "TopicArn": topic,
+            "Subject": subject, "Message": message,
+            "Timestamp": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            "SignatureVersion": "1", "Signature": "lab",
+            "SigningCertURL": "https://sns.lab/cert.pem", "UnsubscribeURL": "https://sns.lab/unsubscribe",
+            "MessageAttributes": {}
+        }
+    }]})
+}
+
+/// Endpoints and ports the lab chose: written to `.lab/state.json` for the tests, drills and
+/// anyone poking at the lab by hand.
+#[derive(Debug, Clone, Serialize)]
+pub struct Endpoints {
+    pub control: String,
+    pub elasticache: String,
+    pub route53: String,
+    pub hosted_zone_id: String,
+    pub record_name: String,
+    pub datastore_id: String,
+    pub regions: Vec<RegionEndpoints>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RegionEndpoints {
+    pub name: String,
+    pub group: String,
+    pub endpoint: String,
+    pub valkey: String,
+    pub link: String,
+    pub runtime_apis: BTreeMap<String, String>,
+}
+
+/// A running lab. Dropping it stops everything it started.
+pub struct Lab {
+    pub state: Arc<LabState>,
+    pub endpoints: Endpoints,
+    pub route53: aws_sdk_route53::Client,
+    _moto: Option<Child>,
+    _functions: Vec<Function>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+        for r in &self.state.regions {
+            if let Ok(mut v) = r.valkey.try_lock()
+                && let Some(c) = v.as_mut()
+            {
+                let _ = c.start_kill();
+            }
+        }
+    }
+}
+
+async fn free_port() -> Result<u16, LabError> {
+    let l = TcpListener::bind("127.0.0.1:0")
+        .await
+        .map_err(|e| LabError::Io(e.to_string()))?;
+    l.local_addr()
+        .map(|a| a.port())
+        .map_err(|e| LabError::Io(e.to_string()))
+}
+
+async fn serve(router: axum::Router) -> Result<(String, JoinHandle<()>), LabError> {
+    let listener = TcpListener::bind("127.0.0.1:0")
+        .await
+        .map_err(|e| LabError::Io(e.to_string()))?;
+    let addr = listener.local_addr().map_err(|e| LabError::Io(e.to_string()))?;
+    let task = tokio::spawn(async move {
+        let _ = axum::serve(listener, router).await;
+    });
+    Ok((format!("http://{addr}"), task))
+}
+
+async fn start_moto(root: &Path, work: &Path) -> Result<(String, Child), LabError> {
+    let bin = std::env::var("MOTO_SERVER")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| root.join(".venv/bin/moto_server"));
+    if !bin.is_file() {
+        return Err(LabError::Missing(format!(
+            "{} not found: run scripts/venv.sh (installs moto), or set MOTO_SERVER",
+            bin.display()
+        )));
+    }
+    let port = free_port().await?;
+    let log = std::fs::File::create(work.join("moto.log")).map_err(|e| LabError::Io(e.to_string()))?;
+    let child = Command::new(&bin)
+        .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+        .stdout(Stdio::null())
+        .stderr(log)
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| LabError::Start(format!("moto: {e}")))?;
+    let url = format!("http://127.0.0.1:{port}");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while tokio::time::Instant::now() < deadline {
+        if tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
+            return Ok((url, child));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Err(LabError::Start(format!(
+        "moto did not listen on {url} within 20 s (log: .lab/moto.log)"
+    )))
+}
+
+fn route53_client(endpoint: &str) -> aws_sdk_route53::Client {
+    let conf = aws_sdk_route53::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .endpoint_url(endpoint)
+        .region(Region::new("us-east-1"))
+        .credentials_provider(Credentials::new("lab", "lab", None, None, "lab"))
+        .build();
+    aws_sdk_route53::Client::from_conf(conf)
+}
+
+async fn read_cname(r53: &aws_sdk_route53::Client, zone: &str, name: &str) -> Option<String> {
+    let out = r53
+        .list_resource_record_sets()
+        .hosted_zone_id(zone)
+        .send()
+        .await
+        .ok()?;
+    out.resource_record_sets()
+        .iter()
+        .find(|r| r.name().trim_end_matches('.') == name && r.r#type() == &RrType::Cname)
+        .and_then(|r| {
+            r.resource_records()
+                .first()
+                .map(|v| v.value().trim_end_matches('.').to_owned())
+        })
+}
+
+async fn create_zone(
+    r53: &aws_sdk_route53::Client,
+    cfg: &LabConfig,
+    primary: &str,
+) -> Result<String, LabError> {
+    let apex = cfg
+        .record_name
+        .split_once('.')
+        .map_or(cfg.record_name.as_str(), |(_, a)| a);
+    let err = |e: &dyn std::fmt::Display| LabError::Route53(e.to_string());
+    let out = r53
+        .create_hosted_zone()
+        .name(apex)
+        .caller_reference(format!("lab-{}", now_ms()))
+        .hosted_zone_config(
+            HostedZoneConfig::builder()
+                .private_zone(true)
+                .comment("failover lab")
+                .build(),
+        )
+        .vpc(
+            Vpc::builder()
+                .vpc_region(VpcRegion::UsWest1)
+                .vpc_id("vpc-lab")
+                .build(),
+        )
+        .send()
+        .await
+        .map_err(|e| err(&aws_sdk_route53::error::DisplayErrorContext(e)))?;
+    let zone = out
+        .hosted_zone()
+        .map(|z| z.id().trim_start_matches("/hostedzone/").to_owned())
+        .ok_or_else(|| LabError::Route53("no zone in CreateHostedZone answer".into()))?;
+    let rrs = ResourceRecordSet::builder()
+        .name(format!("{}.", cfg.record_name))
+        .r#type(RrType::Cname)
+        .ttl(cfg.record_ttl)
+        .resource_records(
+            ResourceRecord::builder()
+                .value(primary)
+                .build()
+                .map_err(|e| err(&e))?,
+        )
+        .build()
+        .map_err(|e| err(&e))?;
+    r53.change_resource_record_sets()
+        .hosted_zone_id(&zone)
+        .change_batch(
+            ChangeBatch::builder()
+                .changes(
+                    Change::builder()
+                        .action(ChangeAction::Create)
+                        .resource_record_set(rrs)
+                        .build()
+                        .map_err(|e| err(&e))?,
+                )
+                .build()
+                .map_err(|e| err(&e))?,
+        )
+        .send()
+        .await
+        .map_err(|e| err(&aws_sdk_route53::error::DisplayErrorContext(e)))?;
+    Ok(zone)
+}
+
+impl Lab {
+    /// Starts everything; fails loudly (naming what is missing) if any piece cannot start.
+    pub async fn start(cfg: LabConfig) -> Result<Self, LabError> {
+        if cfg.regions.len() < 2 {
+            return Err(LabError::Start("the lab needs at least two Regions".into()));
+        }
+        std::fs::create_dir_all(&cfg.work_dir).map_err(|e| LabError::Io(e.to_string()))?;
+        let valkey_bin = valkey::find_server(&cfg.root)?;
+        let (link_tx, link_rx) = watch::channel(LinkMode::Up);
+        let mut tasks = Vec::new();
+
+        // Valkey per Region, and the link's entry into each Region.
+        let mut regions = Vec::new();
+        for rc in &cfg.regions {
+            let valkey_port = free_port().await?;
+            let child = valkey::start(&valkey_bin, valkey_port, &cfg.work_dir.join(&rc.name)).await?;
+            let listener = TcpListener::bind("127.0.0.1:0")
+                .await
+                .map_err(|e| LabError::Io(e.to_string()))?;
+            let link_port = listener
+                .local_addr()
+                .map_err(|e| LabError::Io(e.to_string()))?
+                .port();
+            tasks.push(tokio::spawn(link::serve(
+                listener,
+                SocketAddr::from(([127, 0, 0, 1], valkey_port)),
+                link_rx.clone(),
+            )));
+            regions.push(RegionRuntime {
+                name: rc.name.clone(),
+                group: rc.group.clone(),
+                endpoint: rc.endpoint.clone(),
+                valkey_port,
+                link_port,
+                valkey: tokio::sync::Mutex::new(Some(child)),
+                functions: Mutex::new(Vec::new()),
+            });
+        }
+        let primary_link = regions[0].link_port.to_string();
+        for r in regions.iter().skip(1) {
+            valkey::command(r.valkey_port, &["REPLICAOF", "127.0.0.1", &primary_link]).await?;
+        }
+        for r in regions.iter().skip(1) {
+            wait_in_sync(r.valkey_port).await?;
+        }
+
+        // Route 53: moto, with the private zone and the writer record pointing at the primary.
+        let (moto_url, moto) = match &cfg.moto_endpoint {
+            Some(url) => (url.clone(), None),
+            None => {
+                let (url, child) = start_moto(&cfg.root, &cfg.work_dir).await?;
+                (url, Some(child))
+            }
+        };
+        let route53 = route53_client(&moto_url);
+        let zone = create_zone(&route53, &cfg, &regions[0].endpoint).await?;
+
+        let state = Arc::new(LabState {
+            cfg: cfg.clone(),
+            regions,
+            gds: Mutex::new(GdsState {
+                status: "available".into(),
+                primary: 0,
+                failovers: 0,
+            }),
+            events: Mutex::new(Vec::new()),
+            requests: Mutex::new(Vec::new()),
+            publications: Mutex::new(Vec::new()),
+            sns: Mutex::new(SnsFaults::default()),
+            link: link_tx,
+            valkey_bin,
+            dark: Mutex::new(Vec::new()),
+            shutdown: tokio::sync::Notify::new(),
+        });
+
+        let (elasticache_url, t) = serve(elasticache::router(Arc::clone(&state))).await?;
+        tasks.push(t);
+        let (control_url, t) =
+            serve(control::router(Arc::clone(&state), route53.clone(), zone.clone())).await?;
+        tasks.push(t);
+
+        // The functions, in every Region, subscribed to that Region's topic.
+        let mut functions = Vec::new();
+        let mut region_endpoints = Vec::new();
+        for r in &state.regions {
+            let mut apis = BTreeMap::new();
+            for name in &cfg.functions {
+                let mut env: Vec<(String, String)> = vec![
+                    ("GLOBAL_DATASTORE_ID".into(), cfg.datastore_id.clone()),
+                    ("MEMBERS".into(), cfg.members_env()),
+                    ("HOSTED_ZONE_ID".into(), zone.clone()),
+                    ("RECORD_NAME".into(), cfg.record_name.clone()),
+                    ("RECORD_TTL".into(), cfg.record_ttl.to_string()),
+                    ("AWS_ENDPOINT_URL_ELASTICACHE".into(), elasticache_url.clone()),
+                    ("AWS_ENDPOINT_URL_ROUTE_53".into(), moto_url.clone()),
+                ];
+                env.extend(cfg.function_env.iter().cloned());
+                let f = Function::start(FunctionSpec {
+                    name: name.clone(),
+                    region: r.name.clone(),
+                    binary: cfg.binary_dir.join(name),
+                    env,
+                    timeout: cfg.function_timeout,
+                    retry_delay: cfg.lambda_retry_delay,
+                    log: cfg.work_dir.join("logs").join(format!("{}-{name}.log", r.name)),
+                })
+                .await?;
+                apis.insert(name.clone(), f.api.to_string());
+                lock(&r.functions).push(Arc::clone(&f.runtime));
+                functions.push(f);
+            }
+            region_endpoints.push(RegionEndpoints {
+                name: r.name.clone(),
+                group: r.group.clone(),
+                endpoint: r.endpoint.clone(),
+                valkey: format!("127.0.0.1:{}", r.valkey_port),
+                link: format!("127.0.0.1:{}", r.link_port),
+                runtime_apis: apis,
+            });
+        }
+
+        let endpoints = Endpoints {
+            control: control_url,
+            elasticache: elasticache_url,
+            route53: moto_url,
+            hosted_zone_id: zone,
+            record_name: cfg.record_name.clone(),
+            datastore_id: cfg.datastore_id.clone(),
+            regions: region_endpoints,
+        };
+        Ok(Self {
+            state,
+            endpoints,
+            route53,
+            _moto: moto,
+            _functions: functions,
+            tasks,
+        })
+    }
+
+    /// Writes `state.json` (everything) and `env` (shell variables) into the work dir.
+    pub fn write_state_files(&self) -> Result<(), LabError> {
+        let dir = &self.state.cfg.work_dir;
+        let json = serde_json::to_string_pretty(&self.endpoints).map_err(|e| LabError::Io(e.to_string()))?;
+        std::fs::write(dir.join("state.json"), json).map_err(|e| LabError::Io(e.to_string()))?;
+        let mut env = format!(
+            "LAB_CONTROL={}\nAWS_ENDPOINT_URL_ELASTICACHE={}\nAWS_ENDPOINT_URL_ROUTE_53={}\nHOSTED_ZONE_ID={}\n\
+             AWS_ACCESS_KEY_ID=lab\nAWS_SECRET_ACCESS_KEY=lab\n",
+            self.endpoints.control,
+            self.endpoints.elasticache,
+            self.endpoints.route53,
+            self.endpoints.hosted_zone_id
+        );
+        for r in &self.endpoints.regions {
+            let key = r.name.replace('-', "_").to_ascii_uppercase();
+            env.push_str(&format!("VALKEY_{key}={}\nLINK_{key}={}\n", r.valkey, r.link));
+        }
+        std::fs::write(dir.join("env"), env).map_err(|e| LabError::Io(e.to_string()))
+    }
+
+    /// The writer CNAME's current value.
+    pub async fn writer_record(&self) -> Option<String> {
+        self.state
+            .writer_record(&self.route53, &self.endpoints.hosted_zone_id)
+            .await
+    }
+}
+
+/// Waits until a replica reports its link to the primary up (bounded).
+async fn wait_in_sync(port: u16) -> Result<(), LabError> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    while tokio::time::Instant::now() < deadline {
+        if let Ok(info) = valkey::replication_info(port).await
+            && info.iter().any(|(k, v)| k == "master_link_status" && v == "up")
+        {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Err(LabError::Start(format!(
+        "replica on port {port} did not sync within 15 s"
+    )))
+}

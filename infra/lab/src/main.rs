@@ -1,0 +1,148 @@
+//! `lab`: start the local two-Region lab and drive it.
+//!
+//! ```text
+//! lab up                         start everything; writes .lab/state.json and .lab/env; runs until
+//!                                Ctrl-C or `lab stop`
+//! lab stop                       stop a running lab
+//! lab state                      datastore, record, link, Regions, as JSON
+//! lab failover <region>          FailoverGlobalReplicationGroup to the member in <region>
+//! lab link up|down|blackhole     set the inter-Region link
+//! lab link degraded <delay-ms> <loss 0..1>
+//! lab dark <region> | lab light <region>     make a Region dark (Valkey and APIs) / bring it back
+//! lab sns duplicate|delay <ms>|normal        SNS delivery faults
+//! lab invoke <region> <function> <event.json>   invoke like the Lambda console
+//! lab get requests|invocations|audits|events|publications
+//! ```
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use failover_lab::{Lab, LabConfig};
+use serde_json::{Value, json};
+
+fn root() -> PathBuf {
+    std::env::var_os("LAB_ROOT")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| std::env::current_dir().unwrap_or_else(|_| PathBuf::from(".")))
+}
+
+fn control_url() -> Result<String, String> {
+    let path = root().join(".lab/state.json");
+    let text =
+        std::fs::read_to_string(&path).map_err(|e| format!("{}: {e} (is the lab up?)", path.display()))?;
+    let v: Value = serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+    v["control"]
+        .as_str()
+        .map(str::to_owned)
+        .ok_or_else(|| format!("{} has no control address", path.display()))
+}
+
+fn call(method: &str, path: &str, body: Option<Value>) -> Result<Value, String> {
+    let url = format!("{}{path}", control_url()?);
+    let response = match (method, body) {
+        ("GET", _) => ureq::get(&url).call(),
+        (_, Some(b)) => ureq::post(&url)
+            .header("content-type", "application/json")
+            .send(b.to_string()),
+        (_, None) => ureq::post(&url).send_empty(),
+    };
+    let mut response = response.map_err(|e| format!("{url}: {e}"))?;
+    let text = response.body_mut().read_to_string().map_err(|e| e.to_string())?;
+    serde_json::from_str(&text).map_err(|e| format!("{url}: {e}: {text}"))
+}
+
+fn secs(var: &str, default: u64) -> Duration {
+    Duration::from_millis(
+        std::env::var(var)
+            .ok()
+            .and_then(|v| v.parse::<f64>().ok())
+            .map_or(default * 1000, |s| (s * 1000.0) as u64),
+    )
+}
+
+async fn up() -> Result<(), String> {
+    let mut cfg = LabConfig::two_regions(&root());
+    cfg.promotion_time = secs("LAB_PROMOTION_SECONDS", 2);
+    cfg.lambda_retry_delay = secs("LAB_LAMBDA_RETRY_SECONDS", 1);
+    if let Ok(dir) = std::env::var("LAB_BINARY_DIR") {
+        cfg.binary_dir = PathBuf::from(dir);
+    }
+    let lab = Lab::start(cfg).await.map_err(|e| e.to_string())?;
+    lab.write_state_files().map_err(|e| e.to_string())?;
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&lab.endpoints).unwrap_or_default()
+    );
+    println!(
+        "lab is up: state in .lab/state.json, shell variables in .lab/env; Ctrl-C or `lab stop` ends it"
+    );
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {},
+        _ = lab.state.shutdown.notified() => {},
+    }
+    let _ = std::fs::remove_file(root().join(".lab/state.json"));
+    println!("lab stopped");
+    Ok(())
+}
+
+fn ctl(args: &[String]) -> Result<Value, String> {
+    let a: Vec<&str> = args.iter().map(String::as_str).collect();
+    match a.as_slice() {
+        ["stop"] => call("POST", "/shutdown", None),
+        ["state"] => call("GET", "/state", None),
+        ["failover", region] => call("POST", "/failover", Some(json!({"region": region}))),
+        ["link", "degraded", delay, loss] => call(
+            "POST",
+            "/link",
+            Some(
+                json!({"mode": "degraded", "delay_ms": delay.parse::<u64>().map_err(|e| e.to_string())?,
+                        "loss": loss.parse::<f64>().map_err(|e| e.to_string())?}),
+            ),
+        ),
+        ["link", mode @ ("up" | "down" | "blackhole")] => call("POST", "/link", Some(json!({"mode": mode}))),
+        ["dark", region] => call("POST", &format!("/region/{region}/dark"), None),
+        ["light", region] => call("POST", &format!("/region/{region}/light"), None),
+        ["sns", "duplicate"] => call("POST", "/sns", Some(json!({"duplicate": true}))),
+        ["sns", "delay", ms] => call(
+            "POST",
+            "/sns",
+            Some(json!({"delay_ms": ms.parse::<u64>().map_err(|e| e.to_string())?})),
+        ),
+        ["sns", "normal"] => call("POST", "/sns", Some(json!({}))),
+        ["invoke", region, function, file] => {
+            let text = std::fs::read_to_string(file).map_err(|e| format!("{file}: {e}"))?;
+            let event: Value = serde_json::from_str(&text).map_err(|e| format!("{file}: {e}"))?;
+            call(
+                "POST",
+                &format!("/functions/{region}/{function}/invoke"),
+                Some(event),
+            )
+        }
+        [
+            "get",
+            what @ ("requests" | "invocations" | "audits" | "events" | "publications"),
+        ] => call("GET", &format!("/{what}"), None),
+        _ => Err("unknown command; see the usage at the top of infra/lab/src/main.rs or the README".into()),
+    }
+}
+
+#[tokio::main]
+async fn main() {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .init();
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = match args.first().map(String::as_str) {
+        Some("up") => up().await.map(|()| Value::Null),
+        Some(_) => ctl(&args),
+        None => Err("usage: lab up | stop | state | failover <region> | link … | dark <region> | …".into()),
+    };
+    match result {
+        Ok(Value::Null) => {}
+        Ok(v) => println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default()),
+        Err(e) => {
+            eprintln!("lab: {e}");
+            std::process::exit(1);
+        }
+    }
+}
