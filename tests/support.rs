@@ -332,3 +332,22 @@ pub fn elasticache_at(endpoint: &str, region: &str) -> aws_sdk_elasticache::Clie
         .build();
     aws_sdk_elasticache::Client::from_conf(conf)
 }
+
+/// A Route 53 ARC data-plane client for one cluster endpoint, as `arc` mode builds them: one per
+/// endpoint, SDK retries off, a short attempt timeout.
+pub fn arc_client(endpoint: &str, region: &str) -> aws_sdk_route53recoverycluster::Client {
+    use aws_sdk_route53recoverycluster::config;
+    let conf = config::Config::builder()
+        .behavior_version(config::BehaviorVersion::latest())
+        .endpoint_url(endpoint)
+        .region(config::Region::new(region.to_owned()))
+        .credentials_provider(config::Credentials::new("lab", "lab", None, None, "tests"))
+        .retry_config(config::retry::RetryConfig::disabled())
+        .timeout_config(
+            config::timeout::TimeoutConfig::builder()
+                .operation_attempt_timeout(Duration::from_millis(700))
+                .build(),
+        )
+        .build();
+    aws_sdk_route53recoverycluster::Client::from_conf(conf)
+}

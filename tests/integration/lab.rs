@@ -257,7 +257,9 @@ async fn the_emulated_elasticache_api_answers_wrong_calls_with_the_errors_aws_re
 
 async fn link_status(port: u16) -> Option<String> {
     let info = failover_lab::valkey::replication_info(port).await.ok()?;
-    info.into_iter().find(|(k, _)| k == "master_link_status").map(|(_, v)| v)
+    info.into_iter()
+        .find(|(k, _)| k == "master_link_status")
+        .map(|(_, v)| v)
 }
 
 async fn get(addr: std::net::SocketAddr, key: &str) -> redis::RedisResult<Option<String>> {
@@ -279,26 +281,50 @@ async fn the_link_fault_hurts_replication_and_cross_region_writes_but_not_local_
         (link_status(usw2.valkey_port).await.as_deref() == Some("down")).then_some(())
     })
     .await;
-    assert!(write_through_cname(&lab, "us-west-2", "cross").await.is_err(), "cross-Region write must fail");
-    write_through_cname(&lab, "us-west-1", "during-cut").await.expect("local writes still work");
-    assert_eq!(get(replica, "during-cut").await.expect("replica answers"), None, "nothing replicates");
+    assert!(
+        write_through_cname(&lab, "us-west-2", "cross").await.is_err(),
+        "cross-Region write must fail"
+    );
+    write_through_cname(&lab, "us-west-1", "during-cut")
+        .await
+        .expect("local writes still work");
+    assert_eq!(
+        get(replica, "during-cut").await.expect("replica answers"),
+        None,
+        "nothing replicates"
+    );
 
     lab.state.set_link(failover_lab::link::LinkMode::Up);
-    eventually(LIMIT, "the write made during the cut to replicate after healing", || async {
-        (get(replica, "during-cut").await.ok().flatten().as_deref() == Some("session-data")).then_some(())
-    })
+    eventually(
+        LIMIT,
+        "the write made during the cut to replicate after healing",
+        || async {
+            (get(replica, "during-cut").await.ok().flatten().as_deref() == Some("session-data")).then_some(())
+        },
+    )
     .await;
-    assert_eq!(get(local, "during-cut").await.expect("primary"), Some("session-data".into()));
+    assert_eq!(
+        get(local, "during-cut").await.expect("primary"),
+        Some("session-data".into())
+    );
 
     // A degraded link adds at least its delay to every cross-Region round trip.
-    lab.state.set_link(failover_lab::link::LinkMode::Degraded { delay_ms: 150, loss: 0.0 });
+    lab.state.set_link(failover_lab::link::LinkMode::Degraded {
+        delay_ms: 150,
+        loss: 0.0,
+    });
     let t = Instant::now();
-    write_through_cname(&lab, "us-west-2", "slow").await.expect("degraded, not down");
+    write_through_cname(&lab, "us-west-2", "slow")
+        .await
+        .expect("degraded, not down");
     assert!(t.elapsed() >= Duration::from_millis(150), "{:?}", t.elapsed());
 
     // A blackholed link swallows requests: the client's own timeout is what ends them.
     lab.state.set_link(failover_lab::link::LinkMode::Blackhole);
     let target = lab.state.resolve(&usw1.endpoint, "us-west-2").expect("endpoint");
     let hung = tokio::time::timeout(Duration::from_millis(800), get(target, "slow")).await;
-    assert!(hung.is_err(), "a blackholed request must not be answered: {hung:?}");
+    assert!(
+        hung.is_err(),
+        "a blackholed request must not be answered: {hung:?}"
+    );
 }

@@ -4,4 +4,5 @@ mod dns_moto;
 mod error_paths;
 mod fixtures;
 mod lab;
+mod lab_arc;
 mod template;

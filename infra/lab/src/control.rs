@@ -51,6 +51,8 @@ pub fn router(lab: Arc<LabState>, route53: aws_sdk_route53::Client, zone: String
             "/publications",
             get(|State(c): State<Ctl>| async move { Json(json!(c.lab.publications())) }),
         )
+        .route("/arc", get(arc_state))
+        .route("/arc/{endpoint}/{mode}", post(arc_mode))
         .route("/shutdown", post(shutdown))
         .with_state(Ctl { lab, route53, zone })
 }
@@ -184,4 +186,41 @@ async fn invoke(
 async fn shutdown(State(c): State<Ctl>) -> Json<Value> {
     c.lab.shutdown.notify_waiters();
     Json(json!({"ok": true}))
+}
+
+async fn arc_state(State(c): State<Ctl>) -> Json<Value> {
+    let states: serde_json::Map<String, Value> = c
+        .lab
+        .arc
+        .controls
+        .iter()
+        .map(|ctl| {
+            let on = c.lab.arc.states().get(&ctl.arn).copied().unwrap_or(false);
+            (ctl.region.clone(), json!(if on { "On" } else { "Off" }))
+        })
+        .collect();
+    let modes: Vec<Value> = crate::arc::ENDPOINT_REGIONS
+        .iter()
+        .zip(c.lab.arc.modes())
+        .map(|(r, m)| json!({"region": r, "mode": m}))
+        .collect();
+    Json(json!({"controls": states, "endpoints": modes}))
+}
+
+/// `endpoint` is an index 0–4 or the endpoint's Region; `mode` is ok, refuse, hang, error5xx or throttle.
+async fn arc_mode(State(c): State<Ctl>, Path((endpoint, mode)): Path<(String, String)>) -> Response {
+    let index = endpoint
+        .parse::<usize>()
+        .ok()
+        .or_else(|| crate::arc::ENDPOINT_REGIONS.iter().position(|r| *r == endpoint));
+    let mode: Result<crate::arc::EndpointMode, _> = serde_json::from_value(json!(mode));
+    match (index, mode) {
+        (Some(i), Ok(m)) if c.lab.arc.set_mode(i, m) => {
+            Json(json!({"endpoint": i, "mode": m})).into_response()
+        }
+        _ => bad(
+            StatusCode::BAD_REQUEST,
+            "use /arc/<0-4 or region>/<ok|refuse|hang|error5xx|throttle>",
+        ),
+    }
 }

@@ -6,6 +6,7 @@
 //! link itself (a userspace proxy). Everything binds to loopback and stops when the [`Lab`] is
 //! dropped.
 
+pub mod arc;
 pub mod control;
 pub mod elasticache;
 pub mod failover;
@@ -197,6 +198,8 @@ pub struct LabState {
     dark: Mutex<Vec<String>>,
     /// Signalled by the control surface's `/shutdown`.
     pub shutdown: tokio::sync::Notify,
+    /// The Route 53 ARC cluster's shared state and endpoint faults.
+    pub arc: Arc<arc::ArcState>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -216,8 +219,12 @@ impl LabState {
         lock(&self.events).clone()
     }
 
+    /// Every request the emulated APIs received (ElastiCache and ARC), in time order.
     pub fn requests(&self) -> Vec<ApiRequest> {
-        lock(&self.requests).clone()
+        let mut all = lock(&self.requests).clone();
+        all.extend(self.arc.requests());
+        all.sort_by_key(|r| r.at_ms);
+        all
     }
 
     pub fn publications(&self) -> Vec<Publication> {
@@ -424,6 +431,11 @@ pub struct Endpoints {
     pub record_name: String,
     pub datastore_id: String,
     pub regions: Vec<RegionEndpoints>,
+    /// The ARC cluster's five endpoints, as (Region, URL).
+    pub arc_endpoints: Vec<(String, String)>,
+    /// Routing-control ARN per lab Region.
+    pub arc_controls: BTreeMap<String, String>,
+    pub arc_safety_rules: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -662,6 +674,9 @@ impl Lab {
         let route53 = route53_client(&moto_url);
         let zone = create_zone(&route53, &cfg, &regions[0].endpoint).await?;
 
+        let region_names: Vec<String> = cfg.regions.iter().map(|r| r.name.clone()).collect();
+        let arc_cluster = arc::start(&region_names, &region_names[0]).await?;
+        tasks.extend(arc_cluster.tasks);
         let state = Arc::new(LabState {
             cfg: cfg.clone(),
             regions,
@@ -678,6 +693,7 @@ impl Lab {
             valkey_bin,
             dark: Mutex::new(Vec::new()),
             shutdown: tokio::sync::Notify::new(),
+            arc: Arc::clone(&arc_cluster.state),
         });
 
         let (elasticache_url, t) = serve(elasticache::router(Arc::clone(&state))).await?;
@@ -734,6 +750,14 @@ impl Lab {
             record_name: cfg.record_name.clone(),
             datastore_id: cfg.datastore_id.clone(),
             regions: region_endpoints,
+            arc_endpoints: arc_cluster.endpoints,
+            arc_controls: state
+                .arc
+                .controls
+                .iter()
+                .map(|c| (c.region.clone(), c.arn.clone()))
+                .collect(),
+            arc_safety_rules: state.arc.rules.iter().map(|r| r.arn.clone()).collect(),
         };
         Ok(Self {
             state,

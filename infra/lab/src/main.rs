@@ -10,6 +10,8 @@
 //! lab link degraded <delay-ms> <loss 0..1>
 //! lab dark <region> | lab light <region>     make a Region dark (Valkey and APIs) / bring it back
 //! lab sns duplicate|delay <ms>|normal        SNS delivery faults
+//! lab arc                        routing-control states and endpoint modes
+//! lab arc <0-4|region> ok|refuse|hang|error5xx|throttle   break an ARC cluster endpoint
 //! lab invoke <region> <function> <event.json>   invoke like the Lambda console
 //! lab get requests|invocations|audits|events|publications
 //! ```
