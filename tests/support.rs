@@ -351,3 +351,16 @@ pub fn arc_client(endpoint: &str, region: &str) -> aws_sdk_route53recoverycluste
         .build();
     aws_sdk_route53recoverycluster::Client::from_conf(conf)
 }
+
+/// A CloudWatch client (rpc-v2-cbor) for the lab's emulator, signing for `region`.
+pub fn cloudwatch_at(endpoint: &str, region: &str) -> aws_sdk_cloudwatch::Client {
+    use aws_sdk_cloudwatch::config;
+    let conf = config::Config::builder()
+        .behavior_version(config::BehaviorVersion::latest())
+        .endpoint_url(endpoint)
+        .region(config::Region::new(region.to_owned()))
+        .credentials_provider(config::Credentials::new("lab", "lab", None, None, "tests"))
+        .retry_config(config::retry::RetryConfig::disabled())
+        .build();
+    aws_sdk_cloudwatch::Client::from_conf(conf)
+}

@@ -136,7 +136,7 @@ async fn a_duplicated_promotion_notification_switches_once_and_ends_on_the_prima
     let lab = start_lab(|_| {}).await;
     *lab.state.sns.lock().expect("sns") = SnsFaults {
         duplicate: true,
-        delay_ms: 0,
+        ..SnsFaults::default()
     };
     let usw2 = &lab.state.regions[1];
     failover_lab::failover::start(&lab.state, &lab.endpoints.datastore_id, "us-west-2", &usw2.group)

@@ -5,4 +5,5 @@ mod error_paths;
 mod fixtures;
 mod lab;
 mod lab_arc;
+mod lab_cloudwatch;
 mod template;

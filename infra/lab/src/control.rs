@@ -53,6 +53,11 @@ pub fn router(lab: Arc<LabState>, route53: aws_sdk_route53::Client, zone: String
         )
         .route("/arc", get(arc_state))
         .route("/arc/{endpoint}/{mode}", post(arc_mode))
+        .route(
+            "/alarms",
+            get(|State(c): State<Ctl>| async move { Json(json!(c.lab.cloudwatch.alarms())) }),
+        )
+        .route("/alarm-delivery", post(alarm_delivery))
         .route("/shutdown", post(shutdown))
         .with_state(Ctl { lab, route53, zone })
 }
@@ -223,4 +228,16 @@ async fn arc_mode(State(c): State<Ctl>, Path((endpoint, mode)): Path<(String, St
             "use /arc/<0-4 or region>/<ok|refuse|hang|error5xx|throttle>",
         ),
     }
+}
+
+async fn alarm_delivery(
+    State(c): State<Ctl>,
+    Json(d): Json<crate::cloudwatch::AlarmDelivery>,
+) -> Json<Value> {
+    *c.lab
+        .cloudwatch
+        .delivery
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner) = d;
+    Json(json!({"alarm_delivery": d}))
 }

@@ -7,6 +7,7 @@
 //! dropped.
 
 pub mod arc;
+pub mod cloudwatch;
 pub mod control;
 pub mod elasticache;
 pub mod failover;
@@ -84,6 +85,8 @@ pub struct LabConfig {
     pub binary_dir: PathBuf,
     /// Extra environment for the functions (e.g. `STABLE_POLL_MS`).
     pub function_env: Vec<(String, String)>,
+    /// How often CloudWatch alarms are evaluated.
+    pub alarm_tick: Duration,
 }
 
 impl LabConfig {
@@ -108,6 +111,7 @@ impl LabConfig {
             functions: vec!["traffic-switch".into()],
             binary_dir: root.join("target/debug"),
             function_env: vec![("STABLE_POLL_MS".into(), "200".into())],
+            alarm_tick: Duration::from_millis(250),
         }
     }
 
@@ -172,6 +176,9 @@ pub struct SnsFaults {
     /// Hold every notification this long before delivering.
     #[serde(default)]
     pub delay_ms: u64,
+    /// Lose every notification (a missed promotion event).
+    #[serde(default)]
+    pub drop: bool,
 }
 
 /// A notification SNS delivered (or will deliver).
@@ -200,6 +207,8 @@ pub struct LabState {
     pub shutdown: tokio::sync::Notify,
     /// The Route 53 ARC cluster's shared state and endpoint faults.
     pub arc: Arc<arc::ArcState>,
+    /// CloudWatch metrics and alarms.
+    pub cloudwatch: cloudwatch::CloudWatchState,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -287,6 +296,9 @@ impl LabState {
         });
         let event = sns_event(region, subject, message, &message_id);
         let Some(r) = self.region(region) else { return };
+        if faults.drop {
+            return;
+        }
         let targets: Vec<Arc<Runtime>> = lock(&r.functions).clone();
         for rt in targets {
             let copies = if faults.duplicate { 2 } else { 1 };
@@ -426,6 +438,7 @@ pub fn sns_event(region: &str, subject: &str, message: &str, message_id: &str) -
 pub struct Endpoints {
     pub control: String,
     pub elasticache: String,
+    pub cloudwatch: String,
     pub route53: String,
     pub hosted_zone_id: String,
     pub record_name: String,
@@ -694,10 +707,17 @@ impl Lab {
             dark: Mutex::new(Vec::new()),
             shutdown: tokio::sync::Notify::new(),
             arc: Arc::clone(&arc_cluster.state),
+            cloudwatch: cloudwatch::CloudWatchState::default(),
         });
 
         let (elasticache_url, t) = serve(elasticache::router(Arc::clone(&state))).await?;
         tasks.push(t);
+        let (cloudwatch_url, t) = serve(cloudwatch::router(Arc::clone(&state))).await?;
+        tasks.push(t);
+        tasks.push(tokio::spawn(cloudwatch::evaluator(
+            Arc::clone(&state),
+            cfg.alarm_tick,
+        )));
         let (control_url, t) =
             serve(control::router(Arc::clone(&state), route53.clone(), zone.clone())).await?;
         tasks.push(t);
@@ -716,6 +736,7 @@ impl Lab {
                     ("RECORD_TTL".into(), cfg.record_ttl.to_string()),
                     ("AWS_ENDPOINT_URL_ELASTICACHE".into(), elasticache_url.clone()),
                     ("AWS_ENDPOINT_URL_ROUTE_53".into(), moto_url.clone()),
+                    ("AWS_ENDPOINT_URL_CLOUDWATCH".into(), cloudwatch_url.clone()),
                 ];
                 env.extend(cfg.function_env.iter().cloned());
                 let f = Function::start(FunctionSpec {
@@ -745,6 +766,7 @@ impl Lab {
         let endpoints = Endpoints {
             control: control_url,
             elasticache: elasticache_url,
+            cloudwatch: cloudwatch_url,
             route53: moto_url,
             hosted_zone_id: zone,
             record_name: cfg.record_name.clone(),
@@ -775,11 +797,12 @@ impl Lab {
         let json = serde_json::to_string_pretty(&self.endpoints).map_err(|e| LabError::Io(e.to_string()))?;
         std::fs::write(dir.join("state.json"), json).map_err(|e| LabError::Io(e.to_string()))?;
         let mut env = format!(
-            "LAB_CONTROL={}\nAWS_ENDPOINT_URL_ELASTICACHE={}\nAWS_ENDPOINT_URL_ROUTE_53={}\nHOSTED_ZONE_ID={}\n\
-             AWS_ACCESS_KEY_ID=lab\nAWS_SECRET_ACCESS_KEY=lab\n",
+            "LAB_CONTROL={}\nAWS_ENDPOINT_URL_ELASTICACHE={}\nAWS_ENDPOINT_URL_ROUTE_53={}\n\
+             AWS_ENDPOINT_URL_CLOUDWATCH={}\nHOSTED_ZONE_ID={}\nAWS_ACCESS_KEY_ID=lab\nAWS_SECRET_ACCESS_KEY=lab\n",
             self.endpoints.control,
             self.endpoints.elasticache,
             self.endpoints.route53,
+            self.endpoints.cloudwatch,
             self.endpoints.hosted_zone_id
         );
         for r in &self.endpoints.regions {

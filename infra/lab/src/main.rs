@@ -9,8 +9,10 @@
 //! lab link up|down|blackhole     set the inter-Region link
 //! lab link degraded <delay-ms> <loss 0..1>
 //! lab dark <region> | lab light <region>     make a Region dark (Valkey and APIs) / bring it back
-//! lab sns duplicate|delay <ms>|normal        SNS delivery faults
+//! lab sns duplicate|delay <ms>|drop|normal       SNS delivery faults
 //! lab arc                        routing-control states and endpoint modes
+//! lab alarms                     CloudWatch alarms and their states
+//! lab alarm-delivery event_bridge|sns   how alarm state changes reach the functions
 //! lab arc <0-4|region> ok|refuse|hang|error5xx|throttle   break an ARC cluster endpoint
 //! lab invoke <region> <function> <event.json>   invoke like the Lambda console
 //! lab get requests|invocations|audits|events|publications
@@ -110,6 +112,7 @@ fn ctl(args: &[String]) -> Result<Value, String> {
             "/sns",
             Some(json!({"delay_ms": ms.parse::<u64>().map_err(|e| e.to_string())?})),
         ),
+        ["sns", "drop"] => call("POST", "/sns", Some(json!({"drop": true}))),
         ["sns", "normal"] => call("POST", "/sns", Some(json!({}))),
         ["invoke", region, function, file] => {
             let text = std::fs::read_to_string(file).map_err(|e| format!("{file}: {e}"))?;
