@@ -1,48 +1,107 @@
-//! `make demo`: the traffic switch handling a promotion against moto's Route 53.
+//! `make demo`: a Global Datastore failover in the local two-Region lab, end to end.
 //!
-//! Until the local two-Region lab exists, ElastiCache is answered in-process (moto has no Global
-//! Datastore): it reports `sessions-usw2` as PRIMARY. Route 53 is real moto, started by
-//! `scripts/demo.sh`. The handler is the same code the Lambda binary runs.
+//! Real Valkey in two Regions, moto's Route 53, the emulated Global Datastore control plane, and
+//! the real traffic-switch binary in each Region behind the lab's Lambda Runtime API.
 
-use failover_tests::*;
-use traffic_switch::TrafficSwitch;
+use std::time::{Duration, Instant};
+
+use failover_lab::{Lab, LabConfig};
+use failover_tests::{elasticache_at, workspace_root};
 
 #[tokio::main]
 async fn main() {
-    let r53 = route53_moto();
-    let zone = private_zone(&r53, Some(EP1)).await;
-    println!("Route 53 (moto at {}): private zone {zone}", moto_endpoint());
-    show(&r53, &zone, "before").await;
-    println!("ElastiCache (in-process stand-in): {DATASTORE} has {USW2} (us-west-2) as PRIMARY\n");
-
-    let describe = primary_is(USW2);
-    let switch = TrafficSwitch::with_clients(config(&zone, &[]), elasticache(&[&describe]), r53.clone());
-    for name in [
-        "promotion-this-region.json",
-        "promotion-duplicate.json",
-        "promotion-stale.json",
-    ] {
-        let inv = invoke(&switch, fixture(name)).await;
-        let t = inv.audit.triggers.first();
-        println!(
-            "invoke events/traffic-switch/{name}\n  outcome:  {:?}\n  decision: {}",
-            inv.audit.outcome,
-            t.and_then(|t| t.decisions.last())
-                .map_or("(none)".to_owned(), |p| p.reason().to_owned()),
-        );
-        show(&r53, &zone, "after").await;
-        println!();
-    }
-    let inv = invoke(&switch, fixture("promotion-this-region.json")).await;
+    let root = workspace_root();
+    let mut cfg = LabConfig::two_regions(&root);
+    cfg.work_dir = root.join(".lab/demo");
+    let lab = match Lab::start(cfg).await {
+        Ok(lab) => lab,
+        Err(e) => {
+            eprintln!("the lab did not start: {e}");
+            std::process::exit(1);
+        }
+    };
+    let t0 = Instant::now();
+    let at = || format!("{:>6.2}s", t0.elapsed().as_secs_f64());
+    let usw2 = &lab.state.regions[1];
+    println!("lab up: us-west-1 primary, us-west-2 replicating through the inter-Region link");
     println!(
-        "The audit/EMF line each invocation writes to its log:\n{}",
-        inv.audit.emf_line("ValkeyFailover", 0)
+        "{}  writer CNAME → {}",
+        at(),
+        lab.writer_record().await.unwrap_or_default()
     );
-}
 
-async fn show(r53: &aws_sdk_route53::Client, zone: &str, when: &str) {
-    match read_cname(r53, zone).await {
-        Some((value, ttl)) => println!("  {when}: {RECORD} CNAME {value} (TTL {ttl})"),
-        None => println!("  {when}: {RECORD} does not exist"),
+    let ec = elasticache_at(&lab.endpoints.elasticache, "us-west-2");
+    match ec
+        .failover_global_replication_group()
+        .global_replication_group_id(&lab.endpoints.datastore_id)
+        .primary_region("us-west-2")
+        .primary_replication_group_id(&usw2.group)
+        .send()
+        .await
+    {
+        Ok(_) => println!(
+            "{}  FailoverGlobalReplicationGroup → us-west-2 (datastore modifying)",
+            at()
+        ),
+        Err(e) => {
+            eprintln!("failover refused: {e:?}");
+            std::process::exit(1);
+        }
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut promoted = false;
+    loop {
+        if !promoted && lab.state.gds().failovers == 1 {
+            promoted = true;
+            println!(
+                "{}  us-west-2 promoted; ElastiCache published ReplicationGroupPromotedAsPrimary",
+                at()
+            );
+        }
+        if lab.writer_record().await.as_deref() == Some(usw2.endpoint.as_str()) {
+            println!(
+                "{}  traffic switch (us-west-2) moved the writer CNAME → {}",
+                at(),
+                usw2.endpoint
+            );
+            break;
+        }
+        if Instant::now() > deadline {
+            eprintln!("the writer CNAME did not move within 30 s; see .lab/demo/logs/");
+            std::process::exit(1);
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    // A stale promotion of us-west-1, delivered late: must change nothing.
+    let stale =
+        serde_json::json!({"ElastiCache:ReplicationGroupPromotedAsPrimary": lab.state.regions[0].group});
+    lab.state
+        .publish("us-west-1", "ElastiCache Notification", &stale.to_string());
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    println!(
+        "{}  stale promotion of us-west-1 replayed to us-west-1's switch",
+        at()
+    );
+    println!(
+        "{}  writer CNAME → {}",
+        at(),
+        lab.writer_record().await.unwrap_or_default()
+    );
+
+    println!("\nevery invocation, as the audit records tell it:");
+    for r in lab.state.invocations() {
+        let reason = r.response["triggers"][0]["decisions"]
+            .as_array()
+            .and_then(|d| d.last())
+            .and_then(|p| p["reason"].as_str())
+            .unwrap_or("");
+        println!(
+            "  {} {:<14} {:<9} {}",
+            r.region,
+            r.function,
+            r.response["outcome"].as_str().unwrap_or(&r.outcome),
+            reason
+        );
     }
 }

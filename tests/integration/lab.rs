@@ -328,3 +328,27 @@ async fn the_link_fault_hurts_replication_and_cross_region_writes_but_not_local_
         "a blackholed request must not be answered: {hung:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_a_third_region_a_failover_re_points_every_other_member_at_the_new_primary() {
+    let lab = start_lab(|cfg| *cfg = cfg.clone().with_third_region("eu-west-1", "euw1")).await;
+    let euw1 = &lab.state.regions[2];
+    failover_lab::failover::start(&lab.state, &lab.endpoints.datastore_id, "eu-west-1", &euw1.group)
+        .map_err(|e| e.message)
+        .expect("failover starts");
+    record_points_at(&lab, &euw1.endpoint).await;
+    write_through_cname(&lab, "us-west-1", "from-usw1")
+        .await
+        .expect("writes reach eu-west-1");
+    for r in &lab.state.regions[..2] {
+        let addr = std::net::SocketAddr::from(([127, 0, 0, 1], r.valkey_port));
+        eventually(
+            LIMIT,
+            &format!("{} to replicate from the new primary", r.name),
+            || async {
+                (get(addr, "from-usw1").await.ok().flatten().as_deref() == Some("session-data")).then_some(())
+            },
+        )
+        .await;
+    }
+}

@@ -115,6 +115,16 @@ impl LabConfig {
         }
     }
 
+    /// Adds a third Region (a Global Datastore has at most two secondaries).
+    pub fn with_third_region(mut self, name: &str, short: &str) -> Self {
+        self.regions.push(RegionConfig {
+            name: name.to_owned(),
+            group: format!("sessions-{short}"),
+            endpoint: format!("master.sessions-{short}.lab.{short}.cache.amazonaws.com"),
+        });
+        self
+    }
+
     /// `MEMBERS` as the functions read it.
     pub fn members_env(&self) -> String {
         self.regions

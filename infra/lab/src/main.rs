@@ -66,6 +66,9 @@ fn secs(var: &str, default: u64) -> Duration {
 
 async fn up() -> Result<(), String> {
     let mut cfg = LabConfig::two_regions(&root());
+    if std::env::var("LAB_THIRD_REGION").is_ok_and(|v| v == "1") {
+        cfg = cfg.with_third_region("eu-west-1", "euw1");
+    }
     cfg.promotion_time = secs("LAB_PROMOTION_SECONDS", 2);
     cfg.lambda_retry_delay = secs("LAB_LAMBDA_RETRY_SECONDS", 1);
     if let Ok(dir) = std::env::var("LAB_BINARY_DIR") {
