@@ -364,3 +364,28 @@ pub fn cloudwatch_at(endpoint: &str, region: &str) -> aws_sdk_cloudwatch::Client
         .build();
     aws_sdk_cloudwatch::Client::from_conf(conf)
 }
+
+/// `FailoverGlobalReplicationGroup` through the SDK, promoting the lab member in `region` (the
+/// client signs for that Region, as an operator's CLI would).
+pub async fn failover_via_sdk(
+    lab: &failover_lab::Lab,
+    region: &str,
+) -> Result<
+    aws_sdk_elasticache::operation::failover_global_replication_group::FailoverGlobalReplicationGroupOutput,
+    aws_sdk_elasticache::error::SdkError<
+        aws_sdk_elasticache::operation::failover_global_replication_group::FailoverGlobalReplicationGroupError,
+    >,
+>{
+    let group = lab
+        .state
+        .region(region)
+        .map(|r| r.group.clone())
+        .unwrap_or_default();
+    elasticache_at(&lab.endpoints.elasticache, region)
+        .failover_global_replication_group()
+        .global_replication_group_id(&lab.endpoints.datastore_id)
+        .primary_region(region)
+        .primary_replication_group_id(group)
+        .send()
+        .await
+}

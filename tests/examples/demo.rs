@@ -6,7 +6,7 @@
 use std::time::{Duration, Instant};
 
 use failover_lab::{Lab, LabConfig};
-use failover_tests::{elasticache_at, workspace_root};
+use failover_tests::{failover_via_sdk, workspace_root};
 
 #[tokio::main]
 async fn main() {
@@ -30,15 +30,7 @@ async fn main() {
         lab.writer_record().await.unwrap_or_default()
     );
 
-    let ec = elasticache_at(&lab.endpoints.elasticache, "us-west-2");
-    match ec
-        .failover_global_replication_group()
-        .global_replication_group_id(&lab.endpoints.datastore_id)
-        .primary_region("us-west-2")
-        .primary_replication_group_id(&usw2.group)
-        .send()
-        .await
-    {
+    match failover_via_sdk(&lab, "us-west-2").await {
         Ok(_) => println!(
             "{}  FailoverGlobalReplicationGroup → us-west-2 (datastore modifying)",
             at()

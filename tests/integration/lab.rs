@@ -65,12 +65,7 @@ async fn a_failover_promotes_the_secondary_and_the_real_switch_moves_writers_to_
 
     let ec = elasticache_at(&lab.endpoints.elasticache, "us-west-2");
     let started = Instant::now();
-    let out = ec
-        .failover_global_replication_group()
-        .global_replication_group_id(&lab.endpoints.datastore_id)
-        .primary_region("us-west-2")
-        .primary_replication_group_id(&usw2.group)
-        .send()
+    let out = failover_via_sdk(&lab, "us-west-2")
         .await
         .expect("the emulator accepts the failover");
     assert_eq!(

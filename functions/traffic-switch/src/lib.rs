@@ -16,7 +16,7 @@ use failover_core::config::{RoutingMode, SwitchConfig};
 use failover_core::fault::AwsFault;
 use failover_core::intake::{self, IntakeError, Trigger};
 use failover_core::observed::Observed;
-use failover_core::retry::{Budget, Deadline, RetryPolicy};
+use failover_core::retry::{Budget, Deadline, Done, RetryPolicy};
 use failover_core::switch::{self, CommandRejected, Intent, Plan, StatusReport, SwitchCommand, Triage};
 use lambda_runtime::{Diagnostic, LambdaEvent};
 use serde::Serialize;
@@ -84,6 +84,24 @@ pub struct ActionReport {
     pub duration_ms: u64,
     #[serde(skip_serializing_if = "Value::is_null")]
     pub detail: Value,
+}
+
+impl ActionReport {
+    /// The report of a retried call that returned `result`.
+    fn of<T>(
+        action: &'static str,
+        result: &Result<Done<T>, AwsFault>,
+        duration_ms: u64,
+        detail: Value,
+    ) -> Self {
+        Self {
+            action,
+            ok: result.is_ok(),
+            attempts: result.as_ref().map_or_else(|f| f.attempts, |d| d.attempts),
+            duration_ms,
+            detail,
+        }
+    }
 }
 
 /// What happened to one trigger.
@@ -339,20 +357,18 @@ impl TrafficSwitch {
             self.route53.read_record(&self.cfg.dns, &budget),
         );
         let elapsed = millis(started.elapsed());
-        report.actions.push(ActionReport {
-            action: "elasticache.describe_global_replication_groups",
-            ok: ds.is_ok(),
-            attempts: ds.as_ref().map_or_else(|f| f.attempts, |d| d.attempts),
-            duration_ms: elapsed,
-            detail: Value::Null,
-        });
-        report.actions.push(ActionReport {
-            action: "route53.list_resource_record_sets",
-            ok: rec.is_ok(),
-            attempts: rec.as_ref().map_or_else(|f| f.attempts, |d| d.attempts),
-            duration_ms: elapsed,
-            detail: Value::Null,
-        });
+        report.actions.push(ActionReport::of(
+            "elasticache.describe_global_replication_groups",
+            &ds,
+            elapsed,
+            Value::Null,
+        ));
+        report.actions.push(ActionReport::of(
+            "route53.list_resource_record_sets",
+            &rec,
+            elapsed,
+            Value::Null,
+        ));
         let ds = ds?.value;
         let rec = rec?.value;
         let observed = Observed {
@@ -455,16 +471,16 @@ impl TrafficSwitch {
             .route53
             .wait_insync(change_id, Duration::from_secs(2), &self.budget(deadline))
             .await;
-        report.actions.push(ActionReport {
-            action: "route53.get_change",
-            ok: result.is_ok(),
-            attempts: result.as_ref().map_or_else(|f| f.attempts, |d| d.attempts),
-            duration_ms: millis(started.elapsed()),
-            detail: serde_json::json!({
-                "change_id": change_id,
-                "status": result.as_ref().ok().map(|d| &d.value),
-                "error": result.as_ref().err().map(ToString::to_string),
-            }),
+        let detail = serde_json::json!({
+            "change_id": change_id,
+            "status": result.as_ref().ok().map(|d| &d.value),
+            "error": result.as_ref().err().map(ToString::to_string),
         });
+        report.actions.push(ActionReport::of(
+            "route53.get_change",
+            &result,
+            millis(started.elapsed()),
+            detail,
+        ));
     }
 }
