@@ -56,12 +56,129 @@ impl DatastoreConfig {
     }
 }
 
-/// How the traffic switch moves writers.
+/// How the traffic switch moves writers (the name of the [`Routing`] in use).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum RoutingMode {
     /// Conditionally replace the private-zone CNAME through the Route 53 API.
     Dns,
+    /// Flip Route 53 ARC routing controls through the cluster's data plane.
+    Arc,
+}
+
+/// The routing mode with what it needs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "mode", rename_all = "lowercase")]
+pub enum Routing {
+    Dns(DnsTarget),
+    Arc(ArcTarget),
+}
+
+/// One of the ARC cluster's regional endpoints.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ArcEndpoint {
+    pub region: Region,
+    pub url: String,
+}
+
+/// The Route 53 ARC cluster and the routing control of each member Region.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ArcTarget {
+    pub endpoints: Vec<ArcEndpoint>,
+    /// Routing-control ARN per member Region, in `MEMBERS` order.
+    pub controls: Vec<(Region, String)>,
+    /// The longest one endpoint may take before the next is tried.
+    #[serde(with = "millis")]
+    pub endpoint_timeout: Duration,
+}
+
+impl ArcTarget {
+    pub fn control_for(&self, region: &Region) -> Option<&str> {
+        self.controls.iter().find(|(r, _)| r == region).map(|(_, a)| a.as_str())
+    }
+
+    fn from_lookup(get: &dyn Fn(&str) -> Option<String>, datastore: &DatastoreConfig) -> Result<Self, ConfigError> {
+        let mut endpoints: Vec<ArcEndpoint> = Vec::new();
+        for (i, entry) in pairs(&required(get, "ARC_ENDPOINTS")?).enumerate() {
+            let (region, url) = entry.map_err(|e| err("ARC_ENDPOINTS", format!("entry {}: {e}", i + 1)))?;
+            let region =
+                Region::parse(region).map_err(|e| err("ARC_ENDPOINTS", format!("entry {}: {e}", i + 1)))?;
+            if !(url.starts_with("https://") || url.starts_with("http://")) || url.len() < 10 {
+                return Err(err("ARC_ENDPOINTS", format!("entry {}: {url:?} is not an http(s) URL", i + 1)));
+            }
+            if endpoints.iter().any(|e| e.region == region) {
+                return Err(err("ARC_ENDPOINTS", format!("Region {region} is listed twice")));
+            }
+            endpoints.push(ArcEndpoint {
+                region,
+                url: url.trim_end_matches('/').to_owned(),
+            });
+        }
+        // An ARC cluster has five endpoints; fewer configured means less rotation to fall back on.
+        if !(1..=5).contains(&endpoints.len()) {
+            return Err(err(
+                "ARC_ENDPOINTS",
+                format!("needs 1 to 5 cluster endpoints (a cluster has five), found {}", endpoints.len()),
+            ));
+        }
+        let mut controls: Vec<(Region, String)> = Vec::new();
+        for (i, entry) in pairs(&required(get, "ARC_CONTROLS")?).enumerate() {
+            let (region, arn) = entry.map_err(|e| err("ARC_CONTROLS", format!("entry {}: {e}", i + 1)))?;
+            let region = Region::parse(region).map_err(|e| err("ARC_CONTROLS", format!("entry {}: {e}", i + 1)))?;
+            if !arn.starts_with("arn:") || !arn.contains(":route53-recovery-control::") || !arn.contains("/routingcontrol/") {
+                return Err(err("ARC_CONTROLS", format!("entry {}: {arn:?} is not a routing-control ARN", i + 1)));
+            }
+            if controls.iter().any(|(r, _)| r == &region) {
+                return Err(err("ARC_CONTROLS", format!("Region {region} is listed twice")));
+            }
+            controls.push((region, arn.to_owned()));
+        }
+        let mut ordered = Vec::new();
+        for m in &datastore.members {
+            let Some(c) = controls.iter().find(|(r, _)| r == &m.region) else {
+                return Err(err("ARC_CONTROLS", format!("has no routing control for member Region {}", m.region)));
+            };
+            ordered.push(c.clone());
+        }
+        if let Some((r, _)) = controls.iter().find(|(r, _)| datastore.member_in(r).is_none()) {
+            return Err(err("ARC_CONTROLS", format!("Region {r} is not in MEMBERS")));
+        }
+        let endpoint_timeout =
+            Duration::from_millis(bounded_int(get, "ARC_ENDPOINT_TIMEOUT_MS", 2_000, 100, 30_000)?.unsigned_abs());
+        Ok(Self {
+            endpoints,
+            controls: ordered,
+            endpoint_timeout,
+        })
+    }
+}
+
+/// Splits `a=b,c=d` into pairs (the value may itself contain `=` or `:`).
+fn pairs(raw: &str) -> impl Iterator<Item = Result<(&str, &str), String>> {
+    raw.split(',').map(str::trim).filter(|e| !e.is_empty()).map(|e| {
+        e.split_once('=')
+            .map(|(k, v)| (k.trim(), v.trim()))
+            .filter(|(k, v)| !k.is_empty() && !v.is_empty())
+            .ok_or_else(|| format!("{e:?} is not region=value"))
+    })
+}
+
+impl DnsTarget {
+    fn from_lookup(get: &dyn Fn(&str) -> Option<String>, datastore: &DatastoreConfig) -> Result<Self, ConfigError> {
+        let hosted_zone = HostedZoneId::parse(&required(get, "HOSTED_ZONE_ID")?)
+            .map_err(|e| err("HOSTED_ZONE_ID", e.to_string()))?;
+        let record_name =
+            DnsName::parse(&required(get, "RECORD_NAME")?).map_err(|e| err("RECORD_NAME", e.to_string()))?;
+        if datastore.member_with_endpoint(&record_name).is_some() {
+            return Err(err("RECORD_NAME", "must not be one of the writer endpoints it points at"));
+        }
+        Ok(Self {
+            hosted_zone,
+            record_name,
+            ttl: bounded_int(get, "RECORD_TTL", 30, 1, 86_400)?,
+            wait_for_insync: boolean(get, "WAIT_FOR_INSYNC", false)?,
+        })
+    }
 }
 
 /// Where the writer record lives.
@@ -78,8 +195,7 @@ pub struct DnsTarget {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct SwitchConfig {
     pub datastore: DatastoreConfig,
-    pub mode: RoutingMode,
-    pub dns: DnsTarget,
+    pub routing: Routing,
     /// Alarms allowed to move writers; empty means every alarm delivered to the function.
     pub alarm_names: BTreeSet<String>,
     pub metrics_namespace: String,
@@ -111,6 +227,9 @@ pub const SWITCH_VARIABLES: &[&str] = &[
     "RECORD_NAME",
     "RECORD_TTL",
     "WAIT_FOR_INSYNC",
+    "ARC_ENDPOINTS",
+    "ARC_CONTROLS",
+    "ARC_ENDPOINT_TIMEOUT_MS",
     "SWITCH_ALARM_NAMES",
     "METRICS_NAMESPACE",
     "DEADLINE_MARGIN_MS",
@@ -226,35 +345,25 @@ impl DatastoreConfig {
 }
 
 impl SwitchConfig {
+    pub fn mode(&self) -> RoutingMode {
+        match self.routing {
+            Routing::Dns(_) => RoutingMode::Dns,
+            Routing::Arc(_) => RoutingMode::Arc,
+        }
+    }
+
     /// Reads the configuration through `get` (the process environment in production, a map in
     /// tests), validating every variable.
     pub fn from_lookup(get: &dyn Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let datastore = DatastoreConfig::from_lookup(get)?;
-        let mode = match optional(get, "ROUTING_MODE")
+        let routing = match optional(get, "ROUTING_MODE")
             .map(|m| m.to_ascii_lowercase())
             .as_deref()
         {
-            None | Some("dns") => RoutingMode::Dns,
-            Some("arc") => {
-                return Err(err(
-                    "ROUTING_MODE",
-                    "arc is not available in this release; use dns",
-                ));
-            }
-            Some(other) => return Err(err("ROUTING_MODE", format!("{other:?} is not dns"))),
+            None | Some("dns") => Routing::Dns(DnsTarget::from_lookup(get, &datastore)?),
+            Some("arc") => Routing::Arc(ArcTarget::from_lookup(get, &datastore)?),
+            Some(other) => return Err(err("ROUTING_MODE", format!("{other:?} is neither dns nor arc"))),
         };
-        let hosted_zone = HostedZoneId::parse(&required(get, "HOSTED_ZONE_ID")?)
-            .map_err(|e| err("HOSTED_ZONE_ID", e.to_string()))?;
-        let record_name =
-            DnsName::parse(&required(get, "RECORD_NAME")?).map_err(|e| err("RECORD_NAME", e.to_string()))?;
-        if datastore.member_with_endpoint(&record_name).is_some() {
-            return Err(err(
-                "RECORD_NAME",
-                "must not be one of the writer endpoints it points at",
-            ));
-        }
-        let ttl = bounded_int(get, "RECORD_TTL", 30, 1, 86_400)?;
-        let wait_for_insync = boolean(get, "WAIT_FOR_INSYNC", false)?;
         let alarm_names = optional(get, "SWITCH_ALARM_NAMES")
             .map(|raw| {
                 raw.split(',')
@@ -280,13 +389,7 @@ impl SwitchConfig {
             Region::parse(&required(get, "AWS_REGION")?).map_err(|e| err("AWS_REGION", e.to_string()))?;
         Ok(Self {
             datastore,
-            mode,
-            dns: DnsTarget {
-                hosted_zone,
-                record_name,
-                ttl,
-                wait_for_insync,
-            },
+            routing,
             alarm_names,
             metrics_namespace,
             deadline_margin,
@@ -328,9 +431,12 @@ mod tests {
     #[test]
     fn a_minimal_environment_gives_safe_defaults() {
         let cfg = load(&base()).expect("valid");
-        assert_eq!(cfg.mode, RoutingMode::Dns);
-        assert_eq!(cfg.dns.ttl, 30);
-        assert!(!cfg.dns.wait_for_insync);
+        assert_eq!(cfg.mode(), RoutingMode::Dns);
+        let Routing::Dns(dns) = &cfg.routing else {
+            panic!("dns is the default mode")
+        };
+        assert_eq!(dns.ttl, 30);
+        assert!(!dns.wait_for_insync);
         assert!(cfg.alarm_names.is_empty());
         assert_eq!(cfg.datastore.members.len(), 2);
         assert_eq!(cfg.datastore.members[1].group.as_str(), "sessions-usw2");
@@ -383,7 +489,6 @@ mod tests {
             ("RECORD_TTL", "thirty"),
             ("WAIT_FOR_INSYNC", "maybe"),
             ("ROUTING_MODE", "carrier-pigeon"),
-            ("ROUTING_MODE", "arc"),
             ("DEADLINE_MARGIN_MS", "5"),
             ("HOSTED_ZONE_ID", "not a zone"),
             ("RECORD_NAME", "master.sessions-usw1.abc.usw1.cache.amazonaws.com"),
@@ -395,21 +500,96 @@ mod tests {
         }
     }
 
+    fn arc(vars: &mut HashMap<&'static str, &'static str>) {
+        vars.insert("ROUTING_MODE", "arc");
+        vars.insert(
+            "ARC_ENDPOINTS",
+            "us-east-1=https://aaaa.route53-recovery-cluster.us-east-1.amazonaws.com/v1,\
+             us-west-2=https://bbbb.route53-recovery-cluster.us-west-2.amazonaws.com/v1",
+        );
+        vars.insert(
+            "ARC_CONTROLS",
+            "us-west-2=arn:aws:route53-recovery-control::123456789012:controlpanel/p/routingcontrol/w2,\
+             us-west-1=arn:aws:route53-recovery-control::123456789012:controlpanel/p/routingcontrol/w1",
+        );
+    }
+
     #[test]
-    fn the_published_variable_list_is_exactly_what_the_reader_reads() {
-        let vars = base();
+    fn the_published_variable_list_is_exactly_what_the_reader_reads_across_both_modes() {
         let asked = std::cell::RefCell::new(std::collections::BTreeSet::new());
-        let cfg = SwitchConfig::from_lookup(&|k| {
-            asked.borrow_mut().insert(k.to_owned());
-            vars.get(k).map(|v| (*v).to_owned())
-        });
-        assert!(cfg.is_ok());
+        let mut arc_vars = base();
+        arc(&mut arc_vars);
+        for vars in [base(), arc_vars] {
+            let cfg = SwitchConfig::from_lookup(&|k| {
+                asked.borrow_mut().insert(k.to_owned());
+                vars.get(k).map(|v| (*v).to_owned())
+            });
+            assert!(cfg.is_ok(), "{cfg:?}");
+        }
         let published: std::collections::BTreeSet<String> = SWITCH_VARIABLES
             .iter()
             .chain(LAMBDA_PROVIDED_VARIABLES)
             .map(|s| (*s).to_owned())
             .collect();
         assert_eq!(asked.into_inner(), published);
+    }
+
+    #[test]
+    fn arc_mode_orders_controls_by_member_and_needs_no_route53_settings() {
+        let mut vars = base();
+        arc(&mut vars);
+        vars.remove("HOSTED_ZONE_ID");
+        vars.remove("RECORD_NAME");
+        let cfg = load(&vars).expect("valid");
+        let Routing::Arc(arc) = &cfg.routing else {
+            panic!("arc mode")
+        };
+        assert_eq!(cfg.mode(), RoutingMode::Arc);
+        assert_eq!(arc.endpoints.len(), 2);
+        assert_eq!(arc.endpoints[0].url, "https://aaaa.route53-recovery-cluster.us-east-1.amazonaws.com/v1");
+        let regions: Vec<&str> = arc.controls.iter().map(|(r, _)| r.as_str()).collect();
+        assert_eq!(regions, ["us-west-1", "us-west-2"], "MEMBERS order");
+        assert_eq!(arc.endpoint_timeout, Duration::from_secs(2));
+    }
+
+    #[test]
+    fn arc_settings_are_validated_with_the_entry_named() {
+        let cases = [
+            ("ARC_ENDPOINTS", "us-east-1", "not region=value"),
+            ("ARC_ENDPOINTS", "us-east-1=ftp://x.example", "not an http(s) URL"),
+            ("ARC_ENDPOINTS", "us-east-1=https://a.example,us-east-1=https://b.example", "listed twice"),
+            (
+                "ARC_ENDPOINTS",
+                "us-east-1=https://a.example,us-west-2=https://b.example,eu-west-1=https://c.example,\
+                 ap-northeast-1=https://d.example,ap-southeast-2=https://e.example,us-east-2=https://f.example",
+                "1 to 5",
+            ),
+            ("ARC_CONTROLS", "us-west-1=arn:aws:s3:::bucket", "not a routing-control ARN"),
+            (
+                "ARC_CONTROLS",
+                "us-west-1=arn:aws:route53-recovery-control::1:controlpanel/p/routingcontrol/w1",
+                "no routing control for member Region us-west-2",
+            ),
+            (
+                "ARC_CONTROLS",
+                "us-west-1=arn:aws:route53-recovery-control::1:controlpanel/p/routingcontrol/w1,\
+                 us-west-2=arn:aws:route53-recovery-control::1:controlpanel/p/routingcontrol/w2,\
+                 eu-west-1=arn:aws:route53-recovery-control::1:controlpanel/p/routingcontrol/e1",
+                "not in MEMBERS",
+            ),
+            ("ARC_ENDPOINT_TIMEOUT_MS", "10", "outside"),
+        ];
+        for (var, value, expect) in cases {
+            let mut vars = base();
+            arc(&mut vars);
+            vars.insert(var, value);
+            let e = load(&vars).expect_err(value);
+            assert_eq!(e.var, var, "{e}");
+            assert!(e.problem.contains(expect), "{value}: {e}");
+        }
+        let mut vars = base();
+        vars.insert("ROUTING_MODE", "arc");
+        assert_eq!(load(&vars).expect_err("no endpoints").var, "ARC_ENDPOINTS");
     }
 
     #[test]

@@ -70,10 +70,25 @@ pub struct RecordView {
     pub has_routing_policy: bool,
 }
 
+/// The ARC routing controls as one cluster endpoint returned them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ControlsView {
+    /// Routing-control ARN → On?
+    pub states: std::collections::BTreeMap<String, bool>,
+    /// The cluster endpoint (its Region) that answered.
+    pub read_from: String,
+    /// Endpoints tried first that did not answer, with why.
+    pub failed: Vec<String>,
+}
+
 /// Everything one decision reads.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Observed {
     pub datastore: DatastoreView,
-    /// `None` when the record does not exist yet.
+    /// dns mode: the writer record; `None` when it does not exist yet (or in arc mode).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub record: Option<RecordView>,
+    /// arc mode: the routing controls.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub controls: Option<ControlsView>,
 }

@@ -12,7 +12,9 @@
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-use crate::config::{MemberConfig, SwitchConfig};
+use std::collections::BTreeMap;
+
+use crate::config::{ArcTarget, DnsTarget, MemberConfig, Routing, SwitchConfig};
 use crate::ids::{DnsName, Region, ReplicationGroupId};
 use crate::intake::{AlarmChange, AlarmState, Trigger};
 use crate::observed::{Observed, Role};
@@ -35,6 +37,10 @@ pub enum SwitchCommand {
         confirm: Option<String>,
         #[serde(default)]
         reason: Option<String>,
+        /// `arc` mode, break glass: safety-rule ARNs to override for this one change. Needs
+        /// `confirm` even on a dry run. Never set on an automatic path.
+        #[serde(default)]
+        override_safety_rules: Vec<String>,
     },
 }
 
@@ -49,10 +55,14 @@ pub enum CommandRejected {
     BadRegion(String),
     #[error("target_region {0} is not a member Region of the Global Datastore (members: {1})")]
     NotAMember(String, String),
-    #[error("a switch with dry_run=false needs \"confirm\": \"{expected}\" (the Global Datastore id){got}")]
+    #[error(
+        "a switch with dry_run=false or override_safety_rules needs \"confirm\": \"{expected}\" (the Global Datastore id){got}"
+    )]
     ConfirmationRequired { expected: String, got: String },
     #[error("a switch with dry_run=false needs a non-empty \"reason\" for the audit record")]
     ReasonRequired,
+    #[error("override_safety_rules: {0}")]
+    BadOverride(String),
 }
 
 /// What a trigger asks for, once it is known to be worth reading AWS for.
@@ -71,6 +81,9 @@ pub enum Intent {
         target: Region,
         dry_run: bool,
         reason: String,
+        /// Safety rules the operator chose to override (arc mode only).
+        #[serde(skip_serializing_if = "Vec::is_empty")]
+        override_safety_rules: Vec<String>,
     },
     /// An operator asked to see the state.
     Status,
@@ -134,6 +147,7 @@ pub fn triage(trigger: &Trigger<SwitchCommand>, cfg: &SwitchConfig) -> Result<Tr
             dry_run,
             confirm,
             reason,
+            override_safety_rules,
         }) => {
             let target =
                 Region::parse(target_region).map_err(|e| CommandRejected::BadRegion(e.to_string()))?;
@@ -145,7 +159,21 @@ pub fn triage(trigger: &Trigger<SwitchCommand>, cfg: &SwitchConfig) -> Result<Tr
                 ));
             }
             let reason = reason.as_deref().map(str::trim).unwrap_or_default().to_owned();
-            if !dry_run {
+            if !override_safety_rules.is_empty() {
+                if cfg.mode() != crate::config::RoutingMode::Arc {
+                    return Err(CommandRejected::BadOverride("safety rules exist only in arc mode".into()));
+                }
+                if let Some(bad) = override_safety_rules
+                    .iter()
+                    .find(|a| !a.starts_with("arn:") || !a.contains("/safetyrule/"))
+                {
+                    return Err(CommandRejected::BadOverride(format!(
+                        "{:?} is not a safety-rule ARN",
+                        bad.chars().take(120).collect::<String>()
+                    )));
+                }
+            }
+            if !dry_run || !override_safety_rules.is_empty() {
                 if confirm.as_deref() != Some(cfg.datastore.id.as_str()) {
                     return Err(CommandRejected::ConfirmationRequired {
                         expected: cfg.datastore.id.to_string(),
@@ -165,6 +193,7 @@ pub fn triage(trigger: &Trigger<SwitchCommand>, cfg: &SwitchConfig) -> Result<Tr
                 target,
                 dry_run: *dry_run,
                 reason,
+                override_safety_rules: override_safety_rules.clone(),
             }))
         }
     }
@@ -201,26 +230,34 @@ pub struct RecordChange {
     pub dry_run: bool,
 }
 
+/// A flip of the ARC routing controls: `on`'s control On, every other member's Off, in one call.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ControlFlip {
+    pub on: Region,
+    pub group: ReplicationGroupId,
+    /// (control ARN, Region, desired state On?) for every member, in `MEMBERS` order.
+    pub entries: Vec<(String, Region, bool)>,
+    /// The states read before deciding (`None`: could not be read).
+    pub before: BTreeMap<String, Option<bool>>,
+    /// Safety rules to override: only ever from an operator's command.
+    pub override_safety_rules: Vec<String>,
+    pub dry_run: bool,
+}
+
 /// What to do, and why.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "plan", rename_all = "snake_case")]
 pub enum Plan {
     /// The Global Datastore is between states; read it again shortly.
-    Wait {
-        reason: String,
-    },
+    Wait { reason: String },
     /// Nothing to change.
-    NoOp {
-        reason: String,
-    },
+    NoOp { reason: String },
     /// Acting would move writers somewhere wrong, or the configuration disagrees with AWS.
-    Refuse {
-        reason: String,
-    },
-    Switch {
-        change: RecordChange,
-        reason: String,
-    },
+    Refuse { reason: String },
+    /// dns mode: swap the writer CNAME.
+    Switch { change: RecordChange, reason: String },
+    /// arc mode: flip the routing controls.
+    Flip { flip: ControlFlip, reason: String },
 }
 
 impl Plan {
@@ -231,6 +268,7 @@ impl Plan {
             Plan::NoOp { .. } => "no_op",
             Plan::Refuse { .. } => "refuse",
             Plan::Switch { .. } => "switch",
+            Plan::Flip { .. } => "flip",
         }
     }
 
@@ -239,61 +277,77 @@ impl Plan {
             Plan::Wait { reason }
             | Plan::NoOp { reason }
             | Plan::Refuse { reason }
-            | Plan::Switch { reason, .. } => reason,
+            | Plan::Switch { reason, .. }
+            | Plan::Flip { reason, .. } => reason,
+        }
+    }
+
+    /// Whether carrying the plan out is only to be reported.
+    pub fn is_dry_run(&self) -> bool {
+        match self {
+            Plan::Switch { change, .. } => change.dry_run,
+            Plan::Flip { flip, .. } => flip.dry_run,
+            _ => false,
         }
     }
 }
 
-/// Decides what to do with the writer record, given what was observed. `Intent::Status` never
-/// reaches here (the handler reports instead).
-pub fn decide(intent: &Intent, observed: &Observed, cfg: &SwitchConfig) -> Plan {
+/// Where writers must go, and why: the member described as PRIMARY, checked against the intent.
+struct Target<'a> {
+    member: &'a MemberConfig,
+    dry_run: bool,
+    overrides: Vec<String>,
+    why: String,
+}
+
+fn target<'a>(intent: &Intent, observed: &Observed, cfg: &'a SwitchConfig) -> Result<Target<'a>, Plan> {
     let ds = &observed.datastore;
     if !ds.is_available() {
-        return Plan::Wait {
+        return Err(Plan::Wait {
             reason: format!(
                 "Global Datastore {} is {}, not available: a failover or change is under way",
                 ds.id, ds.status
             ),
-        };
+        });
     }
     let primaries: Vec<_> = ds.primaries().collect();
     let [primary] = primaries.as_slice() else {
-        return Plan::Wait {
+        return Err(Plan::Wait {
             reason: format!(
                 "Global Datastore {} reports {} PRIMARY members, not one",
                 ds.id,
                 primaries.len()
             ),
-        };
+        });
     };
-    let Some(member) = cfg
-        .datastore
-        .members
-        .iter()
-        .find(|m| m.group.as_str() == primary.group)
-    else {
-        return Plan::Refuse {
+    let Some(member) = cfg.datastore.members.iter().find(|m| m.group.as_str() == primary.group) else {
+        return Err(Plan::Refuse {
             reason: format!(
                 "the primary {} ({}) is not in MEMBERS: no writer endpoint is configured for it",
                 primary.group, primary.region
             ),
-        };
+        });
     };
     if member.region.as_str() != primary.region {
-        return Plan::Refuse {
+        return Err(Plan::Refuse {
             reason: format!(
                 "MEMBERS places {} in {}, but AWS reports it in {}",
                 member.group, member.region, primary.region
             ),
-        };
+        });
     }
-
-    let (dry_run, why) = match intent {
-        Intent::Status => {
-            return Plan::NoOp {
-                reason: "status is read-only".to_owned(),
-            };
-        }
+    let at = |dry_run, overrides, why| {
+        Ok(Target {
+            member,
+            dry_run,
+            overrides,
+            why,
+        })
+    };
+    match intent {
+        Intent::Status => Err(Plan::NoOp {
+            reason: "status is read-only".to_owned(),
+        }),
         Intent::FollowPromotion { group, region } => {
             if group != &member.group {
                 let role = ds
@@ -301,50 +355,63 @@ pub fn decide(intent: &Intent, observed: &Observed, cfg: &SwitchConfig) -> Plan 
                     .iter()
                     .find(|m| m.group == group.as_str())
                     .map_or(Role::Unknown("not a member".to_owned()), |m| m.role.clone());
-                return Plan::NoOp {
+                return Err(Plan::NoOp {
                     reason: format!(
                         "stale or duplicate promotion: {group} ({region}) is {role} now; the primary is {} ({})",
                         member.group, member.region
                     ),
-                };
+                });
             }
-            (
-                false,
-                format!("{} ({}) was promoted and is PRIMARY", member.group, member.region),
-            )
+            at(false, Vec::new(), format!("{} ({}) was promoted and is PRIMARY", member.group, member.region))
         }
-        Intent::FollowPrimary { alarm } => (
+        Intent::FollowPrimary { alarm } => at(
             false,
-            format!(
-                "alarm {alarm} is in ALARM; the primary is {} ({})",
-                member.group, member.region
-            ),
+            Vec::new(),
+            format!("alarm {alarm} is in ALARM; the primary is {} ({})", member.group, member.region),
         ),
         Intent::ManualSwitch {
             target,
             dry_run,
             reason,
+            override_safety_rules,
         } => {
             if target != &member.region {
-                return Plan::Refuse {
+                return Err(Plan::Refuse {
                     reason: format!(
                         "{target} is not the primary Region ({} is): writers must go to the primary. \
                          Promote {target} first (promoter or FailoverGlobalReplicationGroup)",
                         member.region
                     ),
-                };
+                });
             }
-            (*dry_run, format!("operator: {reason}"))
+            at(*dry_run, override_safety_rules.clone(), format!("operator: {reason}"))
         }
-    };
+    }
+}
 
+/// Decides what to do, given what was observed: writers go to the member described as PRIMARY,
+/// through whichever routing the configuration names. `Intent::Status` never reaches here (the
+/// handler reports instead).
+pub fn decide(intent: &Intent, observed: &Observed, cfg: &SwitchConfig) -> Plan {
+    let t = match target(intent, observed, cfg) {
+        Ok(t) => t,
+        Err(plan) => return plan,
+    };
+    match &cfg.routing {
+        Routing::Dns(dns) => decide_dns(t, observed, dns, cfg),
+        Routing::Arc(arc) => decide_arc(t, observed, arc, cfg),
+    }
+}
+
+fn decide_dns(t: Target<'_>, observed: &Observed, dns: &DnsTarget, cfg: &SwitchConfig) -> Plan {
+    let (member, why) = (t.member, t.why);
     let record = observed.record.as_ref();
     if let Some(r) = record {
         if r.has_routing_policy {
             return Plan::Refuse {
                 reason: format!(
                     "{} is a routing-policy or alias record; dns mode rewrites only a simple CNAME",
-                    cfg.dns.record_name
+                    dns.record_name
                 ),
             };
         }
@@ -352,7 +419,7 @@ pub fn decide(intent: &Intent, observed: &Observed, cfg: &SwitchConfig) -> Plan 
             return Plan::Refuse {
                 reason: format!(
                     "{} is a {} record, not a CNAME; refusing to replace it",
-                    cfg.dns.record_name, r.record_type
+                    dns.record_name, r.record_type
                 ),
             };
         }
@@ -360,7 +427,7 @@ pub fn decide(intent: &Intent, observed: &Observed, cfg: &SwitchConfig) -> Plan 
             return Plan::NoOp {
                 reason: format!(
                     "{} already points at {} ({}); {why}",
-                    cfg.dns.record_name, member.writer_endpoint, member.region
+                    dns.record_name, member.writer_endpoint, member.region
                 ),
             };
         }
@@ -382,10 +449,62 @@ pub fn decide(intent: &Intent, observed: &Observed, cfg: &SwitchConfig) -> Plan 
             group: member.group.clone(),
             from,
             to: member.writer_endpoint.clone(),
-            ttl: cfg.dns.ttl,
-            dry_run,
+            ttl: dns.ttl,
+            dry_run: t.dry_run,
         },
         reason: format!("{why}; {from_desc}"),
+    }
+}
+
+fn decide_arc(t: Target<'_>, observed: &Observed, arc: &ArcTarget, _cfg: &SwitchConfig) -> Plan {
+    let member = t.member;
+    let before: BTreeMap<String, Option<bool>> = arc
+        .controls
+        .iter()
+        .map(|(_, arn)| {
+            let state = observed
+                .controls
+                .as_ref()
+                .and_then(|c| c.states.get(arn).copied());
+            (arn.clone(), state)
+        })
+        .collect();
+    let entries: Vec<(String, Region, bool)> = arc
+        .controls
+        .iter()
+        .map(|(region, arn)| (arn.clone(), region.clone(), region == &member.region))
+        .collect();
+    let matches = entries
+        .iter()
+        .all(|(arn, _, want)| before.get(arn).copied().flatten() == Some(*want));
+    if matches {
+        return Plan::NoOp {
+            reason: format!(
+                "routing controls already have only {} On; {}",
+                member.region, t.why
+            ),
+        };
+    }
+    let on_now: Vec<&str> = entries
+        .iter()
+        .filter(|(arn, _, _)| before.get(arn).copied().flatten() == Some(true))
+        .map(|(_, r, _)| r.as_str())
+        .collect();
+    let was = if on_now.is_empty() {
+        "no control was read as On".to_owned()
+    } else {
+        format!("On now: {}", on_now.join(", "))
+    };
+    Plan::Flip {
+        flip: ControlFlip {
+            on: member.region.clone(),
+            group: member.group.clone(),
+            entries,
+            before,
+            override_safety_rules: t.overrides,
+            dry_run: t.dry_run,
+        },
+        reason: format!("{}; {was}", t.why),
     }
 }
 
@@ -394,15 +513,28 @@ pub fn decide(intent: &Intent, observed: &Observed, cfg: &SwitchConfig) -> Plan 
 pub struct StatusReport {
     pub global_datastore: String,
     pub datastore_status: String,
+    pub mode: crate::config::RoutingMode,
     pub primary_region: Option<String>,
     pub primary_group: Option<String>,
     pub members: Vec<crate::observed::MemberView>,
-    pub record_name: String,
+    /// dns mode: the writer record.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub record_name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub record_value: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub record_ttl: Option<i64>,
-    /// The configured Region whose endpoint the record points at.
-    pub record_points_at: Option<String>,
-    /// True when the record points at the primary's endpoint.
+    /// arc mode: each member Region's routing control, `On`, `Off` or `unknown`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub routing_controls: Option<BTreeMap<String, String>>,
+    /// arc mode: the cluster endpoint that answered, and those that did not.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub controls_read_from: Option<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub endpoints_failed: Vec<String>,
+    /// The Region writers are sent to now (the record's target, or the one control On).
+    pub writers_point_at: Option<String>,
+    /// True when writers are sent to the primary, and only there.
     pub writers_on_primary: bool,
 }
 
@@ -413,21 +545,66 @@ pub fn status_report(observed: &Observed, cfg: &SwitchConfig) -> StatusReport {
         _ => None,
     };
     let record = observed.record.as_ref();
-    let value = record.and_then(|r| r.value.clone());
-    let pointed = value
-        .as_deref()
-        .and_then(|v| DnsName::parse(v).ok())
-        .and_then(|n| cfg.datastore.member_with_endpoint(&n).cloned());
-    StatusReport {
+    let mut report = StatusReport {
         global_datastore: observed.datastore.id.clone(),
         datastore_status: observed.datastore.status.clone(),
+        mode: cfg.mode(),
         primary_region: primary.map(|p| p.region.clone()),
         primary_group: primary.map(|p| p.group.clone()),
         members: observed.datastore.members.clone(),
-        record_name: cfg.dns.record_name.to_string(),
-        record_value: value,
-        record_ttl: record.and_then(|r| r.ttl),
-        writers_on_primary: matches!((&pointed, primary), (Some(m), Some(p)) if m.group.as_str() == p.group),
-        record_points_at: pointed.map(|m| m.region.to_string()),
+        record_name: None,
+        record_value: None,
+        record_ttl: None,
+        routing_controls: None,
+        controls_read_from: None,
+        endpoints_failed: Vec::new(),
+        writers_point_at: None,
+        writers_on_primary: false,
+    };
+    match &cfg.routing {
+        Routing::Dns(dns) => {
+            let value = record.and_then(|r| r.value.clone());
+            let pointed = value
+                .as_deref()
+                .and_then(|v| DnsName::parse(v).ok())
+                .and_then(|n| cfg.datastore.member_with_endpoint(&n).cloned());
+            report.record_name = Some(dns.record_name.to_string());
+            report.record_value = value;
+            report.record_ttl = record.and_then(|r| r.ttl);
+            report.writers_point_at = pointed.map(|m| m.region.to_string());
+        }
+        Routing::Arc(arc) => {
+            let states = observed.controls.as_ref();
+            let state_of = |arn: &str| states.and_then(|c| c.states.get(arn).copied());
+            report.routing_controls = Some(
+                arc.controls
+                    .iter()
+                    .map(|(r, arn)| {
+                        let s = match state_of(arn) {
+                            Some(true) => "On",
+                            Some(false) => "Off",
+                            None => "unknown",
+                        };
+                        (r.to_string(), s.to_owned())
+                    })
+                    .collect(),
+            );
+            report.controls_read_from = states.map(|c| c.read_from.clone());
+            report.endpoints_failed = states.map(|c| c.failed.clone()).unwrap_or_default();
+            let on: Vec<&Region> = arc
+                .controls
+                .iter()
+                .filter(|(_, arn)| state_of(arn) == Some(true))
+                .map(|(r, _)| r)
+                .collect();
+            if let [only] = on.as_slice() {
+                report.writers_point_at = Some(only.to_string());
+            }
+        }
     }
+    report.writers_on_primary = matches!(
+        (&report.writers_point_at, &report.primary_region),
+        (Some(w), Some(p)) if w == p
+    );
+    report
 }

@@ -83,6 +83,7 @@ fn switch_cmd(
         dry_run,
         confirm: confirm.map(Into::into),
         reason: reason.map(Into::into),
+        override_safety_rules: Vec::new(),
     })
 }
 
@@ -125,6 +126,7 @@ fn observed(status: &str, primary: &str, record: Option<RecordView>) -> Observed
     Observed {
         datastore: datastore(status, primary),
         record,
+        controls: None,
     }
 }
 
@@ -241,12 +243,14 @@ fn a_real_manual_switch_needs_the_datastore_id_and_a_reason() {
             target_region: "us-west-2".into(),
             dry_run: false,
             confirm: Some("ldgnf-sessions".into()),
-            reason: Some("INC-42".into())
+            reason: Some("INC-42".into()),
+            override_safety_rules: Vec::new(),
         })),
         Intent::ManualSwitch {
             target: crate::ids::Region::parse("us-west-2").expect("region"),
             dry_run: false,
-            reason: "INC-42".into()
+            reason: "INC-42".into(),
+            override_safety_rules: Vec::new(),
         }
     );
 }
@@ -364,6 +368,7 @@ fn no_or_two_primaries_mean_wait_not_guess() {
         &Observed {
             datastore: none.clone(),
             record: cname(EP1),
+            controls: None,
         },
         &cfg(),
     );
@@ -378,6 +383,7 @@ fn no_or_two_primaries_mean_wait_not_guess() {
         &Observed {
             datastore: none,
             record: cname(EP1),
+            controls: None,
         },
         &cfg(),
     );
@@ -396,6 +402,7 @@ fn an_unknown_role_is_never_taken_for_primary() {
         &Observed {
             datastore: ds,
             record: cname(EP1),
+            controls: None,
         },
         &cfg(),
     );
@@ -517,6 +524,7 @@ fn a_primary_missing_from_the_configuration_is_refused_not_guessed() {
         &Observed {
             datastore: ds,
             record: cname(EP1),
+            controls: None,
         },
         &cfg(),
     );
@@ -535,6 +543,7 @@ fn a_primary_in_another_region_than_configured_is_refused() {
         &Observed {
             datastore: ds,
             record: cname(EP2),
+            controls: None,
         },
         &cfg(),
     );
@@ -604,12 +613,12 @@ fn no_trigger_in_any_state_moves_writers_anywhere_but_the_described_primary() {
 fn status_reports_where_writers_point_and_whether_that_is_the_primary() {
     let report = status_report(&observed("available", "sessions-usw2", cname(EP1)), &cfg());
     assert_eq!(report.primary_region.as_deref(), Some("us-west-2"));
-    assert_eq!(report.record_points_at.as_deref(), Some("us-west-1"));
+    assert_eq!(report.writers_point_at.as_deref(), Some("us-west-1"));
     assert!(!report.writers_on_primary);
     assert_eq!(report.record_ttl, Some(30));
     let report = status_report(&observed("available", "sessions-usw2", cname(EP2)), &cfg());
     assert!(report.writers_on_primary);
     let report = status_report(&observed("available", "sessions-usw2", None), &cfg());
-    assert_eq!(report.record_points_at, None);
+    assert_eq!(report.writers_point_at, None);
     assert!(!report.writers_on_primary);
 }
