@@ -144,7 +144,7 @@ async fn status_reports_the_primary_and_the_record_without_changing_it() {
     let status = &response["triggers"][0]["status"];
     assert_eq!(status["primary_region"], "us-west-2");
     assert_eq!(status["record_value"], EP1);
-    assert_eq!(status["record_points_at"], "us-west-1");
+    assert_eq!(status["writers_point_at"], "us-west-1");
     assert_eq!(status["record_ttl"], 30);
     assert_eq!(status["writers_on_primary"], false);
     assert_eq!(inv.audit.outcome, Outcome::Reported);

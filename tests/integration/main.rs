@@ -1,5 +1,6 @@
 //! One integration test binary (the SDK tree is linked once), made of modules.
 
+mod arc_mocks;
 mod dns_moto;
 mod error_paths;
 mod fixtures;

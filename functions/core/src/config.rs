@@ -94,17 +94,26 @@ pub struct ArcTarget {
 
 impl ArcTarget {
     pub fn control_for(&self, region: &Region) -> Option<&str> {
-        self.controls.iter().find(|(r, _)| r == region).map(|(_, a)| a.as_str())
+        self.controls
+            .iter()
+            .find(|(r, _)| r == region)
+            .map(|(_, a)| a.as_str())
     }
 
-    fn from_lookup(get: &dyn Fn(&str) -> Option<String>, datastore: &DatastoreConfig) -> Result<Self, ConfigError> {
+    fn from_lookup(
+        get: &dyn Fn(&str) -> Option<String>,
+        datastore: &DatastoreConfig,
+    ) -> Result<Self, ConfigError> {
         let mut endpoints: Vec<ArcEndpoint> = Vec::new();
         for (i, entry) in pairs(&required(get, "ARC_ENDPOINTS")?).enumerate() {
             let (region, url) = entry.map_err(|e| err("ARC_ENDPOINTS", format!("entry {}: {e}", i + 1)))?;
             let region =
                 Region::parse(region).map_err(|e| err("ARC_ENDPOINTS", format!("entry {}: {e}", i + 1)))?;
             if !(url.starts_with("https://") || url.starts_with("http://")) || url.len() < 10 {
-                return Err(err("ARC_ENDPOINTS", format!("entry {}: {url:?} is not an http(s) URL", i + 1)));
+                return Err(err(
+                    "ARC_ENDPOINTS",
+                    format!("entry {}: {url:?} is not an http(s) URL", i + 1),
+                ));
             }
             if endpoints.iter().any(|e| e.region == region) {
                 return Err(err("ARC_ENDPOINTS", format!("Region {region} is listed twice")));
@@ -118,15 +127,25 @@ impl ArcTarget {
         if !(1..=5).contains(&endpoints.len()) {
             return Err(err(
                 "ARC_ENDPOINTS",
-                format!("needs 1 to 5 cluster endpoints (a cluster has five), found {}", endpoints.len()),
+                format!(
+                    "needs 1 to 5 cluster endpoints (a cluster has five), found {}",
+                    endpoints.len()
+                ),
             ));
         }
         let mut controls: Vec<(Region, String)> = Vec::new();
         for (i, entry) in pairs(&required(get, "ARC_CONTROLS")?).enumerate() {
             let (region, arn) = entry.map_err(|e| err("ARC_CONTROLS", format!("entry {}: {e}", i + 1)))?;
-            let region = Region::parse(region).map_err(|e| err("ARC_CONTROLS", format!("entry {}: {e}", i + 1)))?;
-            if !arn.starts_with("arn:") || !arn.contains(":route53-recovery-control::") || !arn.contains("/routingcontrol/") {
-                return Err(err("ARC_CONTROLS", format!("entry {}: {arn:?} is not a routing-control ARN", i + 1)));
+            let region =
+                Region::parse(region).map_err(|e| err("ARC_CONTROLS", format!("entry {}: {e}", i + 1)))?;
+            if !arn.starts_with("arn:")
+                || !arn.contains(":route53-recovery-control::")
+                || !arn.contains("/routingcontrol/")
+            {
+                return Err(err(
+                    "ARC_CONTROLS",
+                    format!("entry {}: {arn:?} is not a routing-control ARN", i + 1),
+                ));
             }
             if controls.iter().any(|(r, _)| r == &region) {
                 return Err(err("ARC_CONTROLS", format!("Region {region} is listed twice")));
@@ -136,15 +155,19 @@ impl ArcTarget {
         let mut ordered = Vec::new();
         for m in &datastore.members {
             let Some(c) = controls.iter().find(|(r, _)| r == &m.region) else {
-                return Err(err("ARC_CONTROLS", format!("has no routing control for member Region {}", m.region)));
+                return Err(err(
+                    "ARC_CONTROLS",
+                    format!("has no routing control for member Region {}", m.region),
+                ));
             };
             ordered.push(c.clone());
         }
         if let Some((r, _)) = controls.iter().find(|(r, _)| datastore.member_in(r).is_none()) {
             return Err(err("ARC_CONTROLS", format!("Region {r} is not in MEMBERS")));
         }
-        let endpoint_timeout =
-            Duration::from_millis(bounded_int(get, "ARC_ENDPOINT_TIMEOUT_MS", 2_000, 100, 30_000)?.unsigned_abs());
+        let endpoint_timeout = Duration::from_millis(
+            bounded_int(get, "ARC_ENDPOINT_TIMEOUT_MS", 2_000, 100, 30_000)?.unsigned_abs(),
+        );
         Ok(Self {
             endpoints,
             controls: ordered,
@@ -164,13 +187,19 @@ fn pairs(raw: &str) -> impl Iterator<Item = Result<(&str, &str), String>> {
 }
 
 impl DnsTarget {
-    fn from_lookup(get: &dyn Fn(&str) -> Option<String>, datastore: &DatastoreConfig) -> Result<Self, ConfigError> {
+    fn from_lookup(
+        get: &dyn Fn(&str) -> Option<String>,
+        datastore: &DatastoreConfig,
+    ) -> Result<Self, ConfigError> {
         let hosted_zone = HostedZoneId::parse(&required(get, "HOSTED_ZONE_ID")?)
             .map_err(|e| err("HOSTED_ZONE_ID", e.to_string()))?;
         let record_name =
             DnsName::parse(&required(get, "RECORD_NAME")?).map_err(|e| err("RECORD_NAME", e.to_string()))?;
         if datastore.member_with_endpoint(&record_name).is_some() {
-            return Err(err("RECORD_NAME", "must not be one of the writer endpoints it points at"));
+            return Err(err(
+                "RECORD_NAME",
+                "must not be one of the writer endpoints it points at",
+            ));
         }
         Ok(Self {
             hosted_zone,
@@ -546,7 +575,10 @@ mod tests {
         };
         assert_eq!(cfg.mode(), RoutingMode::Arc);
         assert_eq!(arc.endpoints.len(), 2);
-        assert_eq!(arc.endpoints[0].url, "https://aaaa.route53-recovery-cluster.us-east-1.amazonaws.com/v1");
+        assert_eq!(
+            arc.endpoints[0].url,
+            "https://aaaa.route53-recovery-cluster.us-east-1.amazonaws.com/v1"
+        );
         let regions: Vec<&str> = arc.controls.iter().map(|(r, _)| r.as_str()).collect();
         assert_eq!(regions, ["us-west-1", "us-west-2"], "MEMBERS order");
         assert_eq!(arc.endpoint_timeout, Duration::from_secs(2));
@@ -557,14 +589,22 @@ mod tests {
         let cases = [
             ("ARC_ENDPOINTS", "us-east-1", "not region=value"),
             ("ARC_ENDPOINTS", "us-east-1=ftp://x.example", "not an http(s) URL"),
-            ("ARC_ENDPOINTS", "us-east-1=https://a.example,us-east-1=https://b.example", "listed twice"),
+            (
+                "ARC_ENDPOINTS",
+                "us-east-1=https://a.example,us-east-1=https://b.example",
+                "listed twice",
+            ),
             (
                 "ARC_ENDPOINTS",
                 "us-east-1=https://a.example,us-west-2=https://b.example,eu-west-1=https://c.example,\
                  ap-northeast-1=https://d.example,ap-southeast-2=https://e.example,us-east-2=https://f.example",
                 "1 to 5",
             ),
-            ("ARC_CONTROLS", "us-west-1=arn:aws:s3:::bucket", "not a routing-control ARN"),
+            (
+                "ARC_CONTROLS",
+                "us-west-1=arn:aws:s3:::bucket",
+                "not a routing-control ARN",
+            ),
             (
                 "ARC_CONTROLS",
                 "us-west-1=arn:aws:route53-recovery-control::1:controlpanel/p/routingcontrol/w1",

@@ -26,6 +26,7 @@ const TRANSIENT_CODES: &[&str] = &[
     "InternalServerException",
     "RequestTimeout",
     "RequestTimeoutException",
+    "EndpointTemporarilyUnavailableException",
 ];
 
 /// A failed AWS call, with what is needed to decide on a retry and to explain it to an operator.

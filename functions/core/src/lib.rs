@@ -15,6 +15,7 @@ pub mod ids;
 pub mod intake;
 pub mod observed;
 pub mod retry;
+pub mod rotation;
 pub mod switch;
 
 #[cfg(test)]

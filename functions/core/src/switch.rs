@@ -161,7 +161,9 @@ pub fn triage(trigger: &Trigger<SwitchCommand>, cfg: &SwitchConfig) -> Result<Tr
             let reason = reason.as_deref().map(str::trim).unwrap_or_default().to_owned();
             if !override_safety_rules.is_empty() {
                 if cfg.mode() != crate::config::RoutingMode::Arc {
-                    return Err(CommandRejected::BadOverride("safety rules exist only in arc mode".into()));
+                    return Err(CommandRejected::BadOverride(
+                        "safety rules exist only in arc mode".into(),
+                    ));
                 }
                 if let Some(bad) = override_safety_rules
                     .iter()
@@ -320,7 +322,12 @@ fn target<'a>(intent: &Intent, observed: &Observed, cfg: &'a SwitchConfig) -> Re
             ),
         });
     };
-    let Some(member) = cfg.datastore.members.iter().find(|m| m.group.as_str() == primary.group) else {
+    let Some(member) = cfg
+        .datastore
+        .members
+        .iter()
+        .find(|m| m.group.as_str() == primary.group)
+    else {
         return Err(Plan::Refuse {
             reason: format!(
                 "the primary {} ({}) is not in MEMBERS: no writer endpoint is configured for it",
@@ -362,12 +369,19 @@ fn target<'a>(intent: &Intent, observed: &Observed, cfg: &'a SwitchConfig) -> Re
                     ),
                 });
             }
-            at(false, Vec::new(), format!("{} ({}) was promoted and is PRIMARY", member.group, member.region))
+            at(
+                false,
+                Vec::new(),
+                format!("{} ({}) was promoted and is PRIMARY", member.group, member.region),
+            )
         }
         Intent::FollowPrimary { alarm } => at(
             false,
             Vec::new(),
-            format!("alarm {alarm} is in ALARM; the primary is {} ({})", member.group, member.region),
+            format!(
+                "alarm {alarm} is in ALARM; the primary is {} ({})",
+                member.group, member.region
+            ),
         ),
         Intent::ManualSwitch {
             target,
@@ -384,7 +398,11 @@ fn target<'a>(intent: &Intent, observed: &Observed, cfg: &'a SwitchConfig) -> Re
                     ),
                 });
             }
-            at(*dry_run, override_safety_rules.clone(), format!("operator: {reason}"))
+            at(
+                *dry_run,
+                override_safety_rules.clone(),
+                format!("operator: {reason}"),
+            )
         }
     }
 }

@@ -622,3 +622,179 @@ fn status_reports_where_writers_point_and_whether_that_is_the_primary() {
     assert_eq!(report.writers_point_at, None);
     assert!(!report.writers_on_primary);
 }
+
+// ---- arc mode ----
+
+const ARN1: &str = "arn:aws:route53-recovery-control::123456789012:controlpanel/p/routingcontrol/usw1";
+const ARN2: &str = "arn:aws:route53-recovery-control::123456789012:controlpanel/p/routingcontrol/usw2";
+const ARN3: &str = "arn:aws:route53-recovery-control::123456789012:controlpanel/p/routingcontrol/euw1";
+const RULE: &str = "arn:aws:route53-recovery-control::123456789012:controlpanel/p/safetyrule/at-most-one";
+
+fn arc_cfg() -> SwitchConfig {
+    cfg_with(&[
+        ("ROUTING_MODE", "arc"),
+        (
+            "ARC_ENDPOINTS",
+            "us-east-1=https://a.example/v1,us-west-2=https://b.example/v1",
+        ),
+        (
+            "ARC_CONTROLS",
+            "us-west-1=arn:aws:route53-recovery-control::123456789012:controlpanel/p/routingcontrol/usw1,\
+             us-west-2=arn:aws:route53-recovery-control::123456789012:controlpanel/p/routingcontrol/usw2,\
+             eu-west-1=arn:aws:route53-recovery-control::123456789012:controlpanel/p/routingcontrol/euw1",
+        ),
+    ])
+}
+
+fn controls(on: &[&str], known: &[&str]) -> Option<crate::observed::ControlsView> {
+    Some(crate::observed::ControlsView {
+        states: known.iter().map(|a| ((*a).to_owned(), on.contains(a))).collect(),
+        read_from: "us-east-1".into(),
+        failed: vec![],
+    })
+}
+
+fn arc_observed(primary: &str, on: &[&str]) -> Observed {
+    Observed {
+        datastore: datastore("available", primary),
+        record: None,
+        controls: controls(on, &[ARN1, ARN2, ARN3]),
+    }
+}
+
+fn arc_intent(trigger: &Trigger<SwitchCommand>) -> Intent {
+    match triage(trigger, &arc_cfg()) {
+        Ok(Triage::Act(i)) => i,
+        other => panic!("expected to act, got {other:?}"),
+    }
+}
+
+fn flip_of(plan: Plan) -> ControlFlip {
+    match plan {
+        Plan::Flip { flip, .. } => flip,
+        other => panic!("expected a flip, got {other:?}"),
+    }
+}
+
+#[test]
+fn arc_a_promotion_turns_the_primarys_control_on_and_every_other_off_in_one_flip() {
+    let flip = flip_of(decide(
+        &arc_intent(&promoted("sessions-usw2")),
+        &arc_observed("sessions-usw2", &[ARN1]),
+        &arc_cfg(),
+    ));
+    assert_eq!(flip.on.as_str(), "us-west-2");
+    let wanted: Vec<(&str, bool)> = flip.entries.iter().map(|(a, _, on)| (a.as_str(), *on)).collect();
+    assert_eq!(wanted, [(ARN1, false), (ARN2, true), (ARN3, false)]);
+    assert_eq!(flip.before[ARN1], Some(true));
+    assert_eq!(flip.before[ARN2], Some(false));
+    assert!(flip.override_safety_rules.is_empty());
+    assert!(!flip.dry_run);
+}
+
+#[test]
+fn arc_controls_already_right_are_left_alone() {
+    let plan = decide(
+        &arc_intent(&promoted("sessions-usw2")),
+        &arc_observed("sessions-usw2", &[ARN2]),
+        &arc_cfg(),
+    );
+    assert!(
+        matches!(plan, Plan::NoOp { ref reason } if reason.contains("already have only us-west-2 On")),
+        "{plan:?}"
+    );
+}
+
+#[test]
+fn arc_two_controls_on_or_an_unreadable_control_is_corrected() {
+    let flip = flip_of(decide(
+        &arc_intent(&alarm("a", AlarmState::Alarm)),
+        &arc_observed("sessions-usw1", &[ARN1, ARN2]),
+        &arc_cfg(),
+    ));
+    assert_eq!(flip.on.as_str(), "us-west-1");
+    let partial = Observed {
+        datastore: datastore("available", "sessions-usw1"),
+        record: None,
+        controls: controls(&[ARN1], &[ARN1, ARN2]),
+    };
+    let flip = flip_of(decide(
+        &arc_intent(&alarm("a", AlarmState::Alarm)),
+        &partial,
+        &arc_cfg(),
+    ));
+    assert_eq!(
+        flip.before[ARN3], None,
+        "an unread control is reported as unknown"
+    );
+}
+
+#[test]
+fn arc_a_stale_promotion_changes_no_control() {
+    let plan = decide(
+        &arc_intent(&promoted("sessions-usw1")),
+        &arc_observed("sessions-usw2", &[ARN2]),
+        &arc_cfg(),
+    );
+    assert!(
+        matches!(plan, Plan::NoOp { ref reason } if reason.contains("stale or duplicate")),
+        "{plan:?}"
+    );
+}
+
+#[test]
+fn arc_safety_rule_overrides_come_only_from_a_confirmed_operator_command() {
+    let with_override = |dry_run, confirm: Option<&str>, rules: Vec<&str>| {
+        Trigger::Command(SwitchCommand::Switch {
+            target_region: "us-west-2".into(),
+            dry_run,
+            confirm: confirm.map(Into::into),
+            reason: Some("break glass".into()),
+            override_safety_rules: rules.into_iter().map(Into::into).collect(),
+        })
+    };
+    // Needs confirm even as a dry run.
+    assert!(matches!(
+        triage(&with_override(true, None, vec![RULE]), &arc_cfg()),
+        Err(CommandRejected::ConfirmationRequired { .. })
+    ));
+    assert!(matches!(
+        triage(
+            &with_override(false, Some("ldgnf-sessions"), vec!["arn:aws:s3:::x"]),
+            &arc_cfg()
+        ),
+        Err(CommandRejected::BadOverride(_))
+    ));
+    assert!(matches!(
+        triage(&with_override(false, Some("ldgnf-sessions"), vec![RULE]), &cfg()),
+        Err(CommandRejected::BadOverride(m)) if m.contains("arc mode")
+    ));
+    let intent = arc_intent(&with_override(false, Some("ldgnf-sessions"), vec![RULE]));
+    let flip = flip_of(decide(
+        &intent,
+        &arc_observed("sessions-usw2", &[ARN1]),
+        &arc_cfg(),
+    ));
+    assert_eq!(flip.override_safety_rules, [RULE]);
+    // No automatic trigger ever carries one.
+    for t in [promoted("sessions-usw2"), alarm("a", AlarmState::Alarm)] {
+        let flip = flip_of(decide(
+            &arc_intent(&t),
+            &arc_observed("sessions-usw2", &[ARN1]),
+            &arc_cfg(),
+        ));
+        assert!(flip.override_safety_rules.is_empty());
+    }
+}
+
+#[test]
+fn arc_status_reports_each_control_and_where_it_was_read() {
+    let report = status_report(&arc_observed("sessions-usw2", &[ARN1]), &arc_cfg());
+    let controls = report.routing_controls.expect("controls");
+    assert_eq!(controls["us-west-1"], "On");
+    assert_eq!(controls["us-west-2"], "Off");
+    assert_eq!(report.controls_read_from.as_deref(), Some("us-east-1"));
+    assert_eq!(report.writers_point_at.as_deref(), Some("us-west-1"));
+    assert!(!report.writers_on_primary);
+    assert_eq!(report.record_name, None);
+}

@@ -10,14 +10,17 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use aws_config::SdkConfig;
 use failover_core::audit::{self, ErrorReport, Outcome, Tally};
+use failover_core::aws::arc::{ArcCluster, ArcFailure};
 use failover_core::aws::elasticache::ElastiCache;
 use failover_core::aws::route53::{ChangeError, ReadRecord, Route53};
-use failover_core::config::{RoutingMode, SwitchConfig};
+use failover_core::config::{Routing, RoutingMode, SwitchConfig};
 use failover_core::fault::AwsFault;
 use failover_core::intake::{self, IntakeError, Trigger};
-use failover_core::observed::Observed;
+use failover_core::observed::{ControlsView, Observed};
 use failover_core::retry::{Budget, Deadline, Done, RetryPolicy};
-use failover_core::switch::{self, CommandRejected, Intent, Plan, StatusReport, SwitchCommand, Triage};
+use failover_core::switch::{
+    self, CommandRejected, ControlFlip, Intent, Plan, StatusReport, SwitchCommand, Triage,
+};
 use lambda_runtime::{Diagnostic, LambdaEvent};
 use serde::Serialize;
 use serde_json::Value;
@@ -44,6 +47,22 @@ pub enum SwitchError {
     NotStable(String),
     #[error("the record changed under us {0} times; another switch is racing this one")]
     RecordKeptChanging(u32),
+    #[error("safety rule: {0}")]
+    SafetyRuleRejected(String),
+    #[error("{0}")]
+    ArcUnreachable(String),
+}
+
+impl From<ArcFailure> for SwitchError {
+    fn from(f: ArcFailure) -> Self {
+        match &f {
+            ArcFailure::Rejected { fault, .. } if fault.is_code("ConflictException") => {
+                SwitchError::SafetyRuleRejected(f.to_string())
+            }
+            ArcFailure::Rejected { fault, .. } => SwitchError::Aws(fault.clone()),
+            ArcFailure::Unreachable { .. } => SwitchError::ArcUnreachable(f.to_string()),
+        }
+    }
 }
 
 impl SwitchError {
@@ -55,6 +74,8 @@ impl SwitchError {
             SwitchError::Aws(_) => "AwsFault",
             SwitchError::NotStable(_) => "DatastoreNotStable",
             SwitchError::RecordKeptChanging(_) => "RecordKeptChanging",
+            SwitchError::SafetyRuleRejected(_) => "SafetyRuleRejected",
+            SwitchError::ArcUnreachable(_) => "ArcUnreachable",
         }
     }
 
@@ -104,6 +125,23 @@ impl ActionReport {
     }
 }
 
+fn arc_report<T>(
+    action: &'static str,
+    result: &Result<failover_core::aws::arc::Answered<T>, ArcFailure>,
+    duration_ms: u64,
+) -> ActionReport {
+    ActionReport {
+        action,
+        ok: result.is_ok(),
+        attempts: result.as_ref().map_or_else(ArcFailure::attempts, |a| a.attempts),
+        duration_ms,
+        detail: serde_json::json!({
+            "answered_by": result.as_ref().ok().map(|a| &a.endpoint),
+            "failed_endpoints": result.as_ref().map_or_else(|f| f.failed().to_vec(), |a| a.failed.clone()),
+        }),
+    }
+}
+
 /// What happened to one trigger.
 #[derive(Debug, Clone, Serialize)]
 pub struct TriggerReport {
@@ -116,8 +154,15 @@ pub struct TriggerReport {
     pub actions: Vec<ActionReport>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub status: Option<StatusReport>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub record_before: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub record_after: Option<String>,
+    /// arc mode: each member Region's control, On?, before and after.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub controls_before: Option<std::collections::BTreeMap<String, bool>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub controls_after: Option<std::collections::BTreeMap<String, bool>>,
     pub outcome: Outcome,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<ErrorReport>,
@@ -135,6 +180,8 @@ impl TriggerReport {
             status: None,
             record_before: None,
             record_after: None,
+            controls_before: None,
+            controls_after: None,
             outcome: Outcome::Ignored,
             error: None,
             duration_ms: 0,
@@ -151,7 +198,8 @@ pub struct AuditRecord {
     pub function_region: String,
     pub global_datastore: String,
     pub mode: RoutingMode,
-    pub record_name: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub record_name: Option<String>,
     pub outcome: Outcome,
     pub triggers: Vec<TriggerReport>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -198,6 +246,8 @@ pub struct TrafficSwitch {
     pub cfg: SwitchConfig,
     pub elasticache: ElastiCache,
     pub route53: Route53,
+    /// arc mode: the cluster's endpoints, one client each.
+    pub arc: Option<ArcCluster>,
     pub retry: RetryPolicy,
 }
 
@@ -208,11 +258,23 @@ fn millis(d: Duration) -> u64 {
 impl TrafficSwitch {
     /// Builds the SDK clients from one shared configuration.
     pub fn new(cfg: SwitchConfig, sdk: &SdkConfig) -> Self {
-        Self::with_clients(
+        let arc = match &cfg.routing {
+            Routing::Arc(target) => Some(ArcCluster::new(sdk, target)),
+            Routing::Dns(_) => None,
+        };
+        let mut switch = Self::with_clients(
             cfg,
             aws_sdk_elasticache::Client::new(sdk),
             aws_sdk_route53::Client::new(sdk),
-        )
+        );
+        switch.arc = arc;
+        switch
+    }
+
+    /// arc mode with given (e.g. mocked) endpoint clients.
+    pub fn with_arc(mut self, arc: ArcCluster) -> Self {
+        self.arc = Some(arc);
+        self
     }
 
     pub fn with_clients(
@@ -224,6 +286,7 @@ impl TrafficSwitch {
             cfg,
             elasticache: ElastiCache::new(elasticache),
             route53: Route53::new(route53),
+            arc: None,
             retry: RetryPolicy::default(),
         }
     }
@@ -266,8 +329,11 @@ impl TrafficSwitch {
             request_id: request_id.to_owned(),
             function_region: self.cfg.function_region.to_string(),
             global_datastore: self.cfg.datastore.id.to_string(),
-            mode: self.cfg.mode,
-            record_name: self.cfg.dns.record_name.to_string(),
+            mode: self.cfg.mode(),
+            record_name: match &self.cfg.routing {
+                Routing::Dns(dns) => Some(dns.record_name.to_string()),
+                Routing::Arc(_) => None,
+            },
             outcome: Outcome::Failed,
             triggers: Vec::new(),
             error: None,
@@ -351,36 +417,121 @@ impl TrafficSwitch {
     ) -> Result<(Observed, Option<ReadRecord>), SwitchError> {
         let budget = self.budget(deadline);
         let started = Instant::now();
-        let (ds, rec) = tokio::join!(
-            self.elasticache
-                .describe_datastore(&self.cfg.datastore.id, &budget),
-            self.route53.read_record(&self.cfg.dns, &budget),
-        );
-        let elapsed = millis(started.elapsed());
-        report.actions.push(ActionReport::of(
-            "elasticache.describe_global_replication_groups",
-            &ds,
-            elapsed,
-            Value::Null,
-        ));
-        report.actions.push(ActionReport::of(
-            "route53.list_resource_record_sets",
-            &rec,
-            elapsed,
-            Value::Null,
-        ));
-        let ds = ds?.value;
-        let rec = rec?.value;
-        let observed = Observed {
-            datastore: ds,
-            record: rec.as_ref().map(|r| r.view.clone()),
+        let describe = self
+            .elasticache
+            .describe_datastore(&self.cfg.datastore.id, &budget);
+        let (observed, raw) = match &self.cfg.routing {
+            Routing::Dns(dns) => {
+                let (ds, rec) = tokio::join!(describe, self.route53.read_record(dns, &budget));
+                let elapsed = millis(started.elapsed());
+                report.actions.push(ActionReport::of(
+                    "elasticache.describe_global_replication_groups",
+                    &ds,
+                    elapsed,
+                    Value::Null,
+                ));
+                report.actions.push(ActionReport::of(
+                    "route53.list_resource_record_sets",
+                    &rec,
+                    elapsed,
+                    Value::Null,
+                ));
+                let rec = rec?.value;
+                let observed = Observed {
+                    datastore: ds?.value,
+                    record: rec.as_ref().map(|r| r.view.clone()),
+                    controls: None,
+                };
+                if report.observed.is_empty() {
+                    report.record_before = observed.record.as_ref().and_then(|r| r.value.clone());
+                }
+                report.record_after = observed.record.as_ref().and_then(|r| r.value.clone());
+                (observed, rec)
+            }
+            Routing::Arc(arc_cfg) => {
+                let cluster = self.arc_cluster()?;
+                let arns: Vec<String> = arc_cfg.controls.iter().map(|(_, a)| a.clone()).collect();
+                let start = rand::random_range(0..cluster.len().max(1));
+                let (ds, states) = tokio::join!(describe, cluster.read_states(&arns, &deadline, start));
+                let elapsed = millis(started.elapsed());
+                report.actions.push(ActionReport::of(
+                    "elasticache.describe_global_replication_groups",
+                    &ds,
+                    elapsed,
+                    Value::Null,
+                ));
+                report
+                    .actions
+                    .push(arc_report("arc.get_routing_control_state", &states, elapsed));
+                let states = states?;
+                let by_region = |m: &std::collections::BTreeMap<String, bool>| -> std::collections::BTreeMap<String, bool> {
+                    arc_cfg
+                        .controls
+                        .iter()
+                        .filter_map(|(r, a)| m.get(a).map(|on| (r.to_string(), *on)))
+                        .collect()
+                };
+                if report.observed.is_empty() {
+                    report.controls_before = Some(by_region(&states.value));
+                }
+                report.controls_after = Some(by_region(&states.value));
+                let observed = Observed {
+                    datastore: ds?.value,
+                    record: None,
+                    controls: Some(ControlsView {
+                        states: states.value,
+                        read_from: states.endpoint,
+                        failed: states.failed,
+                    }),
+                };
+                (observed, None)
+            }
         };
-        if report.record_before.is_none() && report.observed.is_empty() {
-            report.record_before = observed.record.as_ref().and_then(|r| r.value.clone());
-        }
-        report.record_after = observed.record.as_ref().and_then(|r| r.value.clone());
         report.observed.push(observed.clone());
-        Ok((observed, rec))
+        Ok((observed, raw))
+    }
+
+    fn arc_cluster(&self) -> Result<&ArcCluster, SwitchError> {
+        self.arc.as_ref().ok_or_else(|| {
+            SwitchError::Refused("arc mode is configured but no ARC endpoints were built".into())
+        })
+    }
+
+    /// Flips the routing controls as planned.
+    async fn flip(
+        &self,
+        flip: &ControlFlip,
+        deadline: Deadline,
+        report: &mut TriggerReport,
+    ) -> Result<Outcome, SwitchError> {
+        let cluster = self.arc_cluster()?;
+        let entries: Vec<(String, bool)> = flip.entries.iter().map(|(a, _, on)| (a.clone(), *on)).collect();
+        let start = rand::random_range(0..cluster.len().max(1));
+        let started = Instant::now();
+        let result = cluster
+            .update_states(&entries, &flip.override_safety_rules, &deadline, start)
+            .await;
+        let mut action = arc_report(
+            "arc.update_routing_control_states",
+            &result,
+            millis(started.elapsed()),
+        );
+        action.detail = serde_json::json!({
+            "answered_by": result.as_ref().ok().map(|a| &a.endpoint),
+            "failed_endpoints": result.as_ref().map_or_else(|f| f.failed().to_vec(), |a| a.failed.clone()),
+            "entries": flip.entries,
+            "override_safety_rules": flip.override_safety_rules,
+            "error": result.as_ref().err().map(ToString::to_string),
+        });
+        report.actions.push(action);
+        result?;
+        report.controls_after = Some(
+            flip.entries
+                .iter()
+                .map(|(_, r, on)| (r.to_string(), *on))
+                .collect(),
+        );
+        Ok(Outcome::Switched)
     }
 
     async fn status(&self, deadline: Deadline, report: &mut TriggerReport) -> Result<Outcome, SwitchError> {
@@ -401,6 +552,9 @@ impl TrafficSwitch {
             let plan = switch::decide(intent, &observed, &self.cfg);
             tracing::info!(plan = plan.kind(), reason = plan.reason(), "decided");
             report.decisions.push(plan.clone());
+            if plan.is_dry_run() {
+                return Ok(Outcome::DryRun);
+            }
             match plan {
                 Plan::NoOp { .. } => return Ok(Outcome::NoOp),
                 Plan::Refuse { reason } => return Err(SwitchError::Refused(reason)),
@@ -411,20 +565,19 @@ impl TrafficSwitch {
                     }
                     tokio::time::sleep(poll).await;
                 }
-                Plan::Switch { change, .. } if change.dry_run => return Ok(Outcome::DryRun),
+                Plan::Flip { flip, .. } => return self.flip(&flip, deadline, report).await,
                 Plan::Switch { change, reason } => {
+                    let Routing::Dns(dns) = &self.cfg.routing else {
+                        return Err(SwitchError::Refused(
+                            "a record change was planned outside dns mode".into(),
+                        ));
+                    };
                     let budget = self.budget(deadline);
                     let started = Instant::now();
                     let comment = format!("{FUNCTION} in {}: {reason}", self.cfg.function_region);
                     let result = self
                         .route53
-                        .swap_cname(
-                            &self.cfg.dns,
-                            raw.as_ref().map(|r| &r.raw),
-                            &change.to,
-                            &comment,
-                            &budget,
-                        )
+                        .swap_cname(dns, raw.as_ref().map(|r| &r.raw), &change.to, &comment, &budget)
                         .await;
                     let detail = serde_json::json!({
                         "from": change.from, "to": change.to, "ttl": change.ttl,
@@ -444,7 +597,7 @@ impl TrafficSwitch {
                     match result {
                         Ok(done) => {
                             report.record_after = Some(change.to.to_string());
-                            if self.cfg.dns.wait_for_insync {
+                            if dns.wait_for_insync {
                                 self.wait_insync(&done.value.change_id, deadline, report).await;
                             }
                             return Ok(Outcome::Switched);

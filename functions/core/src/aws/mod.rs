@@ -2,6 +2,7 @@
 //! [`AwsFault`](crate::fault::AwsFault)s, under the caller's retry [`Budget`](crate::retry::Budget).
 //! No decisions are made here.
 
+pub mod arc;
 pub mod elasticache;
 pub mod route53;
 

@@ -1,0 +1,255 @@
+//! Route 53 ARC cluster data plane: read routing-control states and flip them, rotating through
+//! the cluster's regional endpoints (one SDK client per endpoint, built once at init).
+//!
+//! Transient failures (connection refused, timeouts, throttling, 5xx, "endpoint temporarily
+//! unavailable") move on to the next endpoint; a safety-rule rejection (`ConflictException`) or a
+//! validation error is the cluster's answer, so it is reported at once, never retried elsewhere.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::time::Duration;
+
+use aws_config::SdkConfig;
+use aws_sdk_route53recoverycluster::Client;
+use aws_sdk_route53recoverycluster::types::{RoutingControlState, UpdateRoutingControlStateEntry};
+use serde::Serialize;
+use thiserror::Error;
+
+use crate::config::ArcTarget;
+use crate::fault::AwsFault;
+use crate::retry::Deadline;
+use crate::rotation::{Next, Rotation};
+
+const GET: &str = "Route53RecoveryCluster.GetRoutingControlState";
+const UPDATE: &str = "Route53RecoveryCluster.UpdateRoutingControlStates";
+
+/// Rounds through all endpoints before giving up (if the deadline allows that many).
+const MAX_ROUNDS: u32 = 3;
+
+/// An answer, with which endpoint gave it and which failed first.
+#[derive(Debug, Clone, Serialize)]
+pub struct Answered<T> {
+    pub value: T,
+    pub endpoint: String,
+    /// `"<region>: <why>"` for every failed attempt, in order.
+    pub failed: Vec<String>,
+    pub attempts: u32,
+}
+
+#[derive(Debug, Clone, Error)]
+pub enum ArcFailure {
+    /// The cluster refused the request itself (safety rule, validation, access): not retried.
+    #[error("ARC endpoint {endpoint} rejected the request: {fault}")]
+    Rejected {
+        endpoint: String,
+        fault: AwsFault,
+        failed: Vec<String>,
+    },
+    /// No endpoint answered in time.
+    #[error("no ARC cluster endpoint answered ({reason}); tried: {}", failed.join("; "))]
+    Unreachable {
+        reason: &'static str,
+        failed: Vec<String>,
+        attempts: u32,
+    },
+}
+
+impl ArcFailure {
+    pub fn failed(&self) -> &[String] {
+        match self {
+            ArcFailure::Rejected { failed, .. } | ArcFailure::Unreachable { failed, .. } => failed,
+        }
+    }
+
+    pub fn attempts(&self) -> u32 {
+        match self {
+            ArcFailure::Rejected { failed, .. } => u32::try_from(failed.len()).unwrap_or(u32::MAX) + 1,
+            ArcFailure::Unreachable { attempts, .. } => *attempts,
+        }
+    }
+}
+
+/// The cluster's endpoints, each with its own client.
+#[derive(Debug, Clone)]
+pub struct ArcCluster {
+    endpoints: Vec<(String, Client)>,
+    timeout: Duration,
+    backoff: Duration,
+}
+
+impl ArcCluster {
+    /// One client per configured endpoint, sharing credentials and settings from `sdk`.
+    pub fn new(sdk: &SdkConfig, target: &ArcTarget) -> Self {
+        let endpoints = target
+            .endpoints
+            .iter()
+            .map(|e| {
+                let conf = aws_sdk_route53recoverycluster::config::Builder::from(sdk)
+                    .endpoint_url(&e.url)
+                    .region(aws_sdk_route53recoverycluster::config::Region::new(
+                        e.region.to_string(),
+                    ))
+                    .build();
+                (e.region.to_string(), Client::from_conf(conf))
+            })
+            .collect();
+        Self::from_clients(endpoints, target.endpoint_timeout)
+    }
+
+    /// For tests: clients built elsewhere (mocked), labelled by Region.
+    pub fn from_clients(endpoints: Vec<(String, Client)>, timeout: Duration) -> Self {
+        Self {
+            endpoints,
+            timeout,
+            backoff: Duration::from_millis(200),
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.endpoints.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.endpoints.is_empty()
+    }
+
+    async fn rotate<T, F, Fut>(
+        &self,
+        deadline: &Deadline,
+        start: usize,
+        call: F,
+    ) -> Result<Answered<T>, ArcFailure>
+    where
+        F: Fn(Client) -> Fut,
+        Fut: Future<Output = Result<T, AwsFault>>,
+    {
+        let mut rotation = Rotation::new(self.endpoints.len(), start, MAX_ROUNDS);
+        let mut failed = Vec::new();
+        let mut attempts = 0u32;
+        loop {
+            let backoff = self.backoff.mul_f64(0.5 + rand::random::<f64>() / 2.0);
+            let i = match rotation.next(deadline.remaining(), backoff) {
+                Next::Try(i) => i,
+                Next::Backoff(d) => {
+                    tokio::time::sleep(d).await;
+                    continue;
+                }
+                Next::GiveUp(reason) => {
+                    return Err(ArcFailure::Unreachable {
+                        reason,
+                        failed,
+                        attempts,
+                    });
+                }
+            };
+            let Some((region, client)) = self.endpoints.get(i) else {
+                continue;
+            };
+            attempts += 1;
+            let limit = self.timeout.min(deadline.remaining());
+            let result = match tokio::time::timeout(limit, call(client.clone())).await {
+                Ok(r) => r,
+                Err(_) => Err(AwsFault::timeout("Route53RecoveryCluster", limit)),
+            };
+            match result {
+                Ok(value) => {
+                    return Ok(Answered {
+                        value,
+                        endpoint: region.clone(),
+                        failed,
+                        attempts,
+                    });
+                }
+                Err(fault) if fault.transient => {
+                    tracing::warn!(endpoint = %region, error = %fault, "ARC endpoint failed; trying the next");
+                    failed.push(format!("{region}: {}", fault.code.as_deref().unwrap_or("error")));
+                }
+                Err(fault) => {
+                    return Err(ArcFailure::Rejected {
+                        endpoint: region.clone(),
+                        fault,
+                        failed,
+                    });
+                }
+            }
+        }
+    }
+
+    /// Reads every control in `arns` from one endpoint (all from the same one, so the view is
+    /// consistent). `start` is the endpoint to try first.
+    pub async fn read_states(
+        &self,
+        arns: &[String],
+        deadline: &Deadline,
+        start: usize,
+    ) -> Result<Answered<BTreeMap<String, bool>>, ArcFailure> {
+        self.rotate(deadline, start, |client| async move {
+            let mut states = BTreeMap::new();
+            for arn in arns {
+                let out = client
+                    .get_routing_control_state()
+                    .routing_control_arn(arn)
+                    .send()
+                    .await
+                    .map_err(|e| AwsFault::from_sdk(GET, &e))?;
+                states.insert(
+                    arn.clone(),
+                    out.routing_control_state() == &RoutingControlState::On,
+                );
+            }
+            Ok(states)
+        })
+        .await
+    }
+
+    /// Sets every control in `entries` (ARN, On?) in one `UpdateRoutingControlStates` call, the
+    /// unit safety rules are evaluated against.
+    pub async fn update_states(
+        &self,
+        entries: &[(String, bool)],
+        overrides: &[String],
+        deadline: &Deadline,
+        start: usize,
+    ) -> Result<Answered<()>, ArcFailure> {
+        let built: Vec<UpdateRoutingControlStateEntry> = entries
+            .iter()
+            .filter_map(|(arn, on)| {
+                UpdateRoutingControlStateEntry::builder()
+                    .routing_control_arn(arn)
+                    .routing_control_state(if *on {
+                        RoutingControlState::On
+                    } else {
+                        RoutingControlState::Off
+                    })
+                    .build()
+                    .ok()
+            })
+            .collect();
+        if built.len() != entries.len() {
+            return Err(ArcFailure::Rejected {
+                endpoint: "none".into(),
+                fault: AwsFault::service(
+                    UPDATE,
+                    Some("RequestNotBuilt".into()),
+                    "an entry could not be built".into(),
+                    false,
+                ),
+                failed: Vec::new(),
+            });
+        }
+        self.rotate(deadline, start, |client| {
+            let built = built.clone();
+            async move {
+                client
+                    .update_routing_control_states()
+                    .set_update_routing_control_state_entries(Some(built))
+                    .set_safety_rules_to_override((!overrides.is_empty()).then(|| overrides.to_vec()))
+                    .send()
+                    .await
+                    .map_err(|e| AwsFault::from_sdk(UPDATE, &e))?;
+                Ok(())
+            }
+        })
+        .await
+    }
+}
