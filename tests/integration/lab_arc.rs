@@ -164,3 +164,193 @@ async fn each_endpoint_fault_fails_the_way_a_broken_endpoint_does() {
     lab.state.arc.set_mode(0, EndpointMode::Ok);
     get(0).await.expect("a healed endpoint answers again");
 }
+
+// ---- the traffic switch in arc mode, as the real binary, against the lab's cluster ----
+
+const LIMIT: std::time::Duration = std::time::Duration::from_secs(30);
+
+fn arc_lab_config(cfg: &mut failover_lab::LabConfig) {
+    cfg.routing_mode = "arc".into();
+}
+
+async fn controls_are(lab: &failover_lab::Lab, on: &str) {
+    let arcs = lab.endpoints.arc_controls.clone();
+    eventually(LIMIT, &format!("only {on}'s control to be On"), || async {
+        let states = lab.state.arc.states();
+        arcs.iter()
+            .filter(|(r, _)| lab.state.region(r).is_some())
+            .all(|(r, arn)| states.get(arn).copied() == Some(r == on))
+            .then_some(())
+    })
+    .await;
+}
+
+fn arc_outcomes(lab: &failover_lab::Lab) -> Vec<String> {
+    lab.state
+        .invocations()
+        .iter()
+        .filter(|r| r.region == "us-west-2")
+        .map(|r| r.response["outcome"].as_str().unwrap_or(&r.outcome).to_owned())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failover_in_arc_mode_flips_the_controls_with_up_to_four_endpoints_broken_and_no_dns_change() {
+    let scenarios: [&[(usize, EndpointMode)]; 3] = [
+        &[],
+        &[(0, EndpointMode::Refuse), (1, EndpointMode::Hang)],
+        &[
+            (0, EndpointMode::Refuse),
+            (1, EndpointMode::Hang),
+            (2, EndpointMode::Error5xx),
+            (3, EndpointMode::Throttle),
+        ],
+    ];
+    for broken in scenarios {
+        let lab = start_lab(arc_lab_config).await;
+        let record_before = lab.writer_record().await;
+        for (i, mode) in broken {
+            lab.state.arc.set_mode(*i, *mode);
+        }
+        failover_via_sdk(&lab, "us-west-2")
+            .await
+            .expect("failover starts");
+        controls_are(&lab, "us-west-2").await;
+        eventually(LIMIT, "the switch to finish", || async {
+            lab.state.functions_idle().then_some(())
+        })
+        .await;
+        assert_eq!(arc_outcomes(&lab), ["switched"], "{} broken", broken.len());
+        assert_eq!(
+            lab.writer_record().await,
+            record_before,
+            "arc mode makes no Route 53 change"
+        );
+        let audit = lab
+            .state
+            .audits()
+            .into_iter()
+            .find(|a| a["outcome"] == "switched")
+            .expect("audit line");
+        let flip = audit["triggers"][0]["actions"]
+            .as_array()
+            .and_then(|a| {
+                a.iter()
+                    .find(|x| x["action"] == "arc.update_routing_control_states")
+                    .cloned()
+            })
+            .expect("flip action");
+        let answered = flip["detail"]["answered_by"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        let broken_regions: Vec<&str> = broken
+            .iter()
+            .map(|(i, _)| failover_lab::arc::ENDPOINT_REGIONS[*i])
+            .collect();
+        assert!(
+            !broken_regions.contains(&answered.as_str()),
+            "{answered} is broken"
+        );
+        let actions = audit["triggers"][0]["actions"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        assert!(
+            actions
+                .iter()
+                .all(|a| !a["action"].as_str().unwrap_or_default().starts_with("route53.")),
+            "no Route 53 control-plane call: {actions:?}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flip_a_safety_rule_forbids_fails_with_the_rule_named_until_an_operator_breaks_glass() {
+    let lab = start_lab(|cfg| {
+        arc_lab_config(cfg);
+        cfg.arc_spare_control = true;
+    })
+    .await;
+    let spare = lab.endpoints.arc_controls["spare"].clone();
+    let usw1 = lab.endpoints.arc_controls["us-west-1"].clone();
+    let (r, e) = &lab.endpoints.arc_endpoints[4];
+    // Earlier, someone moved the writer control to the spare (exactly one On: allowed).
+    arc_client(e, r)
+        .update_routing_control_states()
+        .update_routing_control_state_entries(entry(&spare, true))
+        .update_routing_control_state_entries(entry(&usw1, false))
+        .send()
+        .await
+        .expect("moving On to the spare is allowed");
+
+    failover_via_sdk(&lab, "us-west-2")
+        .await
+        .expect("failover starts");
+    let errors = eventually(LIMIT, "Lambda's three attempts to fail", || async {
+        let errs: Vec<_> = lab
+            .state
+            .invocations()
+            .into_iter()
+            .filter(|r| r.region == "us-west-2" && r.outcome == "error")
+            .collect();
+        (errs.len() == 3).then_some(errs)
+    })
+    .await;
+    for e in &errors {
+        assert_eq!(e.response["errorType"], "SafetyRuleRejected", "{:?}", e.response);
+        assert!(
+            e.response["errorMessage"]
+                .as_str()
+                .is_some_and(|m| m.contains("at-most-one-on"))
+        );
+    }
+    let usw2 = lab.endpoints.arc_controls["us-west-2"].clone();
+    assert!(!lab.state.arc.states()[&usw2], "a rejected flip changes nothing");
+
+    // Break glass: the operator names the rule and confirms.
+    let rule = lab
+        .endpoints
+        .arc_safety_rules
+        .iter()
+        .find(|r| r.ends_with("at-most-one-on"))
+        .expect("rule")
+        .clone();
+    let f = lab
+        .state
+        .function("us-west-2", "traffic-switch")
+        .expect("function");
+    let result = f
+        .invoke_sync(
+            serde_json::json!({
+                "command": "switch", "target_region": "us-west-2", "dry_run": false,
+                "confirm": lab.endpoints.datastore_id, "reason": "INC-7: spare left On",
+                "override_safety_rules": [rule]
+            }),
+            "console",
+        )
+        .await
+        .expect("the break-glass switch succeeds");
+    assert_eq!(result["outcome"], "switched");
+    assert!(lab.state.arc.states()[&usw2]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_duplicated_promotion_in_arc_mode_flips_once() {
+    let lab = start_lab(arc_lab_config).await;
+    *lab.state.sns.lock().expect("sns") = failover_lab::SnsFaults {
+        duplicate: true,
+        ..Default::default()
+    };
+    failover_via_sdk(&lab, "us-west-2")
+        .await
+        .expect("failover starts");
+    controls_are(&lab, "us-west-2").await;
+    eventually(LIMIT, "both deliveries to be handled", || async {
+        (arc_outcomes(&lab).len() == 2 && lab.state.functions_idle()).then_some(())
+    })
+    .await;
+    let mut seen = arc_outcomes(&lab);
+    seen.sort();
+    assert_eq!(seen, ["no_op", "switched"]);
+}

@@ -302,25 +302,25 @@ struct Target<'a> {
     why: String,
 }
 
-fn target<'a>(intent: &Intent, observed: &Observed, cfg: &'a SwitchConfig) -> Result<Target<'a>, Plan> {
+fn target<'a>(intent: &Intent, observed: &Observed, cfg: &'a SwitchConfig) -> Result<Target<'a>, Box<Plan>> {
     let ds = &observed.datastore;
     if !ds.is_available() {
-        return Err(Plan::Wait {
+        return Err(Box::new(Plan::Wait {
             reason: format!(
                 "Global Datastore {} is {}, not available: a failover or change is under way",
                 ds.id, ds.status
             ),
-        });
+        }));
     }
     let primaries: Vec<_> = ds.primaries().collect();
     let [primary] = primaries.as_slice() else {
-        return Err(Plan::Wait {
+        return Err(Box::new(Plan::Wait {
             reason: format!(
                 "Global Datastore {} reports {} PRIMARY members, not one",
                 ds.id,
                 primaries.len()
             ),
-        });
+        }));
     };
     let Some(member) = cfg
         .datastore
@@ -328,20 +328,20 @@ fn target<'a>(intent: &Intent, observed: &Observed, cfg: &'a SwitchConfig) -> Re
         .iter()
         .find(|m| m.group.as_str() == primary.group)
     else {
-        return Err(Plan::Refuse {
+        return Err(Box::new(Plan::Refuse {
             reason: format!(
                 "the primary {} ({}) is not in MEMBERS: no writer endpoint is configured for it",
                 primary.group, primary.region
             ),
-        });
+        }));
     };
     if member.region.as_str() != primary.region {
-        return Err(Plan::Refuse {
+        return Err(Box::new(Plan::Refuse {
             reason: format!(
                 "MEMBERS places {} in {}, but AWS reports it in {}",
                 member.group, member.region, primary.region
             ),
-        });
+        }));
     }
     let at = |dry_run, overrides, why| {
         Ok(Target {
@@ -352,9 +352,9 @@ fn target<'a>(intent: &Intent, observed: &Observed, cfg: &'a SwitchConfig) -> Re
         })
     };
     match intent {
-        Intent::Status => Err(Plan::NoOp {
+        Intent::Status => Err(Box::new(Plan::NoOp {
             reason: "status is read-only".to_owned(),
-        }),
+        })),
         Intent::FollowPromotion { group, region } => {
             if group != &member.group {
                 let role = ds
@@ -362,12 +362,12 @@ fn target<'a>(intent: &Intent, observed: &Observed, cfg: &'a SwitchConfig) -> Re
                     .iter()
                     .find(|m| m.group == group.as_str())
                     .map_or(Role::Unknown("not a member".to_owned()), |m| m.role.clone());
-                return Err(Plan::NoOp {
+                return Err(Box::new(Plan::NoOp {
                     reason: format!(
                         "stale or duplicate promotion: {group} ({region}) is {role} now; the primary is {} ({})",
                         member.group, member.region
                     ),
-                });
+                }));
             }
             at(
                 false,
@@ -390,13 +390,13 @@ fn target<'a>(intent: &Intent, observed: &Observed, cfg: &'a SwitchConfig) -> Re
             override_safety_rules,
         } => {
             if target != &member.region {
-                return Err(Plan::Refuse {
+                return Err(Box::new(Plan::Refuse {
                     reason: format!(
                         "{target} is not the primary Region ({} is): writers must go to the primary. \
                          Promote {target} first (promoter or FailoverGlobalReplicationGroup)",
                         member.region
                     ),
-                });
+                }));
             }
             at(
                 *dry_run,
@@ -413,7 +413,7 @@ fn target<'a>(intent: &Intent, observed: &Observed, cfg: &'a SwitchConfig) -> Re
 pub fn decide(intent: &Intent, observed: &Observed, cfg: &SwitchConfig) -> Plan {
     let t = match target(intent, observed, cfg) {
         Ok(t) => t,
-        Err(plan) => return plan,
+        Err(plan) => return *plan,
     };
     match &cfg.routing {
         Routing::Dns(dns) => decide_dns(t, observed, dns, cfg),

@@ -344,11 +344,16 @@ pub struct ArcCluster {
 }
 
 /// Starts five endpoints for `regions` (one routing control per lab Region; `primary` On) with
-/// the rules "at least one On" and "fewer than two On" — together, exactly one Region On.
-pub async fn start(regions: &[String], primary: &str) -> Result<ArcCluster, LabError> {
+/// the rules "at least one On" and "fewer than two On" — together, exactly one Region On — and
+/// optionally a spare control outside the datastore.
+pub async fn start(regions: &[String], primary: &str, spare: bool) -> Result<ArcCluster, LabError> {
     let panel = "arn:aws:route53-recovery-control::000000000000:controlpanel/lab".to_owned();
+    // A "spare" control outside the Global Datastore, covered by the same rules: left On by an
+    // earlier break-glass, it makes an ordinary flip violate "fewer than two On".
+    let spare_region = spare.then(|| "spare".to_owned());
     let controls: Vec<Control> = regions
         .iter()
+        .chain(spare_region.iter())
         .map(|r| Control {
             arn: format!("{panel}/routingcontrol/{r}"),
             name: format!("writer-{r}"),

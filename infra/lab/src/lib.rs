@@ -87,6 +87,10 @@ pub struct LabConfig {
     pub function_env: Vec<(String, String)>,
     /// How often CloudWatch alarms are evaluated.
     pub alarm_tick: Duration,
+    /// How the functions move writers: `dns` or `arc` (their `ROUTING_MODE`).
+    pub routing_mode: String,
+    /// Add a routing control outside the datastore to the ARC cluster (for safety-rule drills).
+    pub arc_spare_control: bool,
 }
 
 impl LabConfig {
@@ -112,6 +116,8 @@ impl LabConfig {
             binary_dir: root.join("target/debug"),
             function_env: vec![("STABLE_POLL_MS".into(), "200".into())],
             alarm_tick: Duration::from_millis(250),
+            routing_mode: "dns".into(),
+            arc_spare_control: false,
         }
     }
 
@@ -698,8 +704,9 @@ impl Lab {
         let zone = create_zone(&route53, &cfg, &regions[0].endpoint).await?;
 
         let region_names: Vec<String> = cfg.regions.iter().map(|r| r.name.clone()).collect();
-        let arc_cluster = arc::start(&region_names, &region_names[0]).await?;
+        let arc_cluster = arc::start(&region_names, &region_names[0], cfg.arc_spare_control).await?;
         tasks.extend(arc_cluster.tasks);
+        let arc_endpoints = arc_cluster.endpoints;
         let state = Arc::new(LabState {
             cfg: cfg.clone(),
             regions,
@@ -748,6 +755,21 @@ impl Lab {
                     ("AWS_ENDPOINT_URL_ROUTE_53".into(), moto_url.clone()),
                     ("AWS_ENDPOINT_URL_CLOUDWATCH".into(), cloudwatch_url.clone()),
                 ];
+                if cfg.routing_mode == "arc" {
+                    let arc_endpoints: Vec<String> =
+                        arc_endpoints.iter().map(|(r, u)| format!("{r}={u}")).collect();
+                    let arc_controls: Vec<String> = state
+                        .arc
+                        .controls
+                        .iter()
+                        .filter(|c| state.region(&c.region).is_some())
+                        .map(|c| format!("{}={}", c.region, c.arn))
+                        .collect();
+                    env.push(("ROUTING_MODE".into(), "arc".into()));
+                    env.push(("ARC_ENDPOINTS".into(), arc_endpoints.join(",")));
+                    env.push(("ARC_CONTROLS".into(), arc_controls.join(",")));
+                    env.push(("ARC_ENDPOINT_TIMEOUT_MS".into(), "500".into()));
+                }
                 env.extend(cfg.function_env.iter().cloned());
                 let f = Function::start(FunctionSpec {
                     name: name.clone(),
@@ -782,7 +804,7 @@ impl Lab {
             record_name: cfg.record_name.clone(),
             datastore_id: cfg.datastore_id.clone(),
             regions: region_endpoints,
-            arc_endpoints: arc_cluster.endpoints,
+            arc_endpoints,
             arc_controls: state
                 .arc
                 .controls

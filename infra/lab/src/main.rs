@@ -71,6 +71,9 @@ async fn up() -> Result<(), String> {
     }
     cfg.promotion_time = secs("LAB_PROMOTION_SECONDS", 2);
     cfg.lambda_retry_delay = secs("LAB_LAMBDA_RETRY_SECONDS", 1);
+    if let Ok(mode) = std::env::var("LAB_ROUTING_MODE") {
+        cfg.routing_mode = mode;
+    }
     if let Ok(dir) = std::env::var("LAB_BINARY_DIR") {
         cfg.binary_dir = PathBuf::from(dir);
     }
