@@ -11,7 +11,7 @@ lint:             ## formatting, clippy and cfn-lint, as CI runs them
 	cargo fmt --all --check
 	cargo clippy --workspace --all-targets -- -D warnings
 	scripts/venv.sh
-	.venv/bin/cfn-lint template.yaml
+	.venv/bin/cfn-lint template.yaml infra/*.yaml
 
 fmt:
 	cargo fmt --all

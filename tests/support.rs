@@ -72,6 +72,9 @@ pub fn fixture(name: &str) -> &'static str {
             include_str!("../events/traffic-switch/manual-switch-dry-run.json")
         }
         "manual-switch.json" => include_str!("../events/traffic-switch/manual-switch.json"),
+        "manual-switch-break-glass.json" => {
+            include_str!("../events/traffic-switch/manual-switch-break-glass.json")
+        }
         "invalid-switch-unconfirmed.json" => {
             include_str!("../events/traffic-switch/invalid-switch-unconfirmed.json")
         }
@@ -97,6 +100,7 @@ pub const FIXTURES: &[&str] = &[
     "manual-status.json",
     "manual-switch-dry-run.json",
     "manual-switch.json",
+    "manual-switch-break-glass.json",
     "invalid-switch-unconfirmed.json",
     "invalid-unknown-shape.json",
 ];

@@ -108,3 +108,29 @@ fn manual_fixtures_parse_as_documented() {
     assert!(triaged("invalid-switch-unconfirmed.json").is_err_and(|e| e.contains("confirm")));
     assert!(triaged("invalid-unknown-shape.json").is_err_and(|e| e.contains("unknown shape")));
 }
+
+#[test]
+fn the_break_glass_fixture_overrides_rules_in_arc_mode_and_is_refused_in_dns_mode() {
+    let triggers = parse_event::<SwitchCommand>(fixture("manual-switch-break-glass.json")).expect("parses");
+    let dns = triage(&triggers[0], &config("Z0FIXTURE", &[]));
+    assert!(dns.is_err_and(|e| e.to_string().contains("arc mode")));
+    let arc = config(
+        "Z0FIXTURE",
+        &[
+            ("ROUTING_MODE", "arc"),
+            ("ARC_ENDPOINTS", "us-east-1=https://a.example/v1"),
+            (
+                "ARC_CONTROLS",
+                "arn:aws:route53-recovery-control::123456789012:controlpanel/p/routingcontrol/a,\
+                 arn:aws:route53-recovery-control::123456789012:controlpanel/p/routingcontrol/b",
+            ),
+        ],
+    );
+    match triage(&triggers[0], &arc) {
+        Ok(Triage::Act(failover_core::switch::Intent::ManualSwitch {
+            override_safety_rules,
+            ..
+        })) => assert_eq!(override_safety_rules.len(), 1),
+        other => panic!("{other:?}"),
+    }
+}

@@ -133,11 +133,42 @@ impl ArcTarget {
                 ),
             ));
         }
+        // Either `region=arn` pairs, or bare ARNs in MEMBERS order (what a template can pass
+        // straight from a list parameter that also scopes the IAM policy).
+        let raw = required(get, "ARC_CONTROLS")?;
+        let entries: Vec<&str> = raw.split(',').map(str::trim).filter(|e| !e.is_empty()).collect();
+        let positional = entries.iter().all(|e| e.starts_with("arn:"));
+        if positional && entries.len() != datastore.members.len() {
+            return Err(err(
+                "ARC_CONTROLS",
+                format!(
+                    "lists {} ARNs for {} members (bare ARNs go in MEMBERS order)",
+                    entries.len(),
+                    datastore.members.len()
+                ),
+            ));
+        }
         let mut controls: Vec<(Region, String)> = Vec::new();
-        for (i, entry) in pairs(&required(get, "ARC_CONTROLS")?).enumerate() {
-            let (region, arn) = entry.map_err(|e| err("ARC_CONTROLS", format!("entry {}: {e}", i + 1)))?;
-            let region =
-                Region::parse(region).map_err(|e| err("ARC_CONTROLS", format!("entry {}: {e}", i + 1)))?;
+        for (i, entry) in entries.iter().enumerate() {
+            let (region, arn) = if positional {
+                match datastore.members.get(i) {
+                    Some(m) => (m.region.clone(), *entry),
+                    None => return Err(err("ARC_CONTROLS", format!("entry {} has no member", i + 1))),
+                }
+            } else {
+                let (r, a) = entry
+                    .split_once('=')
+                    .map(|(k, v)| (k.trim(), v.trim()))
+                    .filter(|(k, v)| !k.is_empty() && !v.is_empty())
+                    .ok_or_else(|| {
+                        err(
+                            "ARC_CONTROLS",
+                            format!("entry {}: {entry:?} is not region=arn", i + 1),
+                        )
+                    })?;
+                let r = Region::parse(r).map_err(|e| err("ARC_CONTROLS", format!("entry {}: {e}", i + 1)))?;
+                (r, a)
+            };
             if !arn.starts_with("arn:")
                 || !arn.contains(":route53-recovery-control::")
                 || !arn.contains("/routingcontrol/")
@@ -582,6 +613,34 @@ mod tests {
         let regions: Vec<&str> = arc.controls.iter().map(|(r, _)| r.as_str()).collect();
         assert_eq!(regions, ["us-west-1", "us-west-2"], "MEMBERS order");
         assert_eq!(arc.endpoint_timeout, Duration::from_secs(2));
+    }
+
+    #[test]
+    fn arc_controls_may_be_bare_arns_in_members_order() {
+        let mut vars = base();
+        arc(&mut vars);
+        vars.insert(
+            "ARC_CONTROLS",
+            "arn:aws:route53-recovery-control::1:controlpanel/p/routingcontrol/a,\
+             arn:aws:route53-recovery-control::1:controlpanel/p/routingcontrol/b",
+        );
+        let cfg = load(&vars).expect("valid");
+        let Routing::Arc(arc) = &cfg.routing else {
+            panic!("arc")
+        };
+        assert_eq!(arc.controls[0].0.as_str(), "us-west-1");
+        assert!(arc.controls[0].1.ends_with("/a"));
+        assert!(arc.controls[1].1.ends_with("/b"));
+        vars.insert(
+            "ARC_CONTROLS",
+            "arn:aws:route53-recovery-control::1:controlpanel/p/routingcontrol/a",
+        );
+        assert!(
+            load(&vars)
+                .expect_err("one ARN for two members")
+                .problem
+                .contains("MEMBERS order")
+        );
     }
 
     #[test]
