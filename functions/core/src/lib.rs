@@ -14,6 +14,7 @@ pub mod fault;
 pub mod ids;
 pub mod intake;
 pub mod observed;
+pub mod promote;
 pub mod retry;
 pub mod rotation;
 pub mod switch;

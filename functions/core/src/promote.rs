@@ -1,0 +1,558 @@
+//! The promoter's gates, as one pure function of (observed state, policy, now, forced gates).
+//!
+//! Promoting a Global Datastore secondary is disruptive and can lose the writes that had not
+//! replicated, so every gate must agree, and each verdict is reported by name:
+//!
+//! 1. `state` — the datastore is `available`, the target is a SECONDARY member, no failover is
+//!    under way (anything `modifying` means one is: stop).
+//! 2. `signal` — the write-error alarms are in ALARM *now* (read, not taken from the event).
+//! 3. `vantage` — the primary Region is really down, not just the link: enough vantage points
+//!    (alarms seen from the primary's own Region, its health alarm, or its CloudWatch being
+//!    unreachable, per policy) agree. Errors seen only from the secondary mean a bad link, and
+//!    promoting would move every writer onto it.
+//! 4. `data_loss` — the last replication lag is under the bound; a missing lag (the primary Region
+//!    dark) is decided by policy and reported as an unknown loss bound.
+//! 5. `cooldown` — no failover within the minimum interval (from `DescribeEvents`), so two
+//!    Regions cannot ping-pong.
+//!
+//! `force` skips named gates — only from a confirmed operator command — and the decision says so.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::ids::{Region, ReplicationGroupId};
+use crate::intake::AlarmState;
+use crate::observed::{DatastoreView, Role};
+
+/// The gates, by the names operators use in `force`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GateName {
+    State,
+    Signal,
+    Vantage,
+    DataLoss,
+    Cooldown,
+}
+
+impl GateName {
+    pub const ALL: [GateName; 5] = [
+        GateName::State,
+        GateName::Signal,
+        GateName::Vantage,
+        GateName::DataLoss,
+        GateName::Cooldown,
+    ];
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Verdict {
+    Pass,
+    Block,
+    /// Skipped on an operator's `force`; the detail still says what it would have found.
+    Forced,
+}
+
+/// One gate's verdict and the evidence behind it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Gate {
+    pub name: GateName,
+    pub verdict: Verdict,
+    pub detail: String,
+}
+
+/// When the replication lag cannot be read (typically: the primary Region is dark).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MissingLag {
+    /// Promote, reporting the loss bound as unknown.
+    Allow,
+    /// Do not promote without a known bound.
+    Block,
+}
+
+/// What the operator configured.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PromotePolicy {
+    /// The most replication lag (seconds) a promotion may lose.
+    pub max_lag_seconds: f64,
+    /// The lag is only trusted if measured this recently.
+    pub lag_max_age: Duration,
+    pub missing_lag: MissingLag,
+    /// No promotion this soon after the last failover.
+    pub cooldown: Duration,
+    /// How many vantage points must agree the primary Region is down.
+    pub vantage_required: usize,
+    /// Whether a vantage alarm that cannot be read (its Region's CloudWatch unreachable) counts as
+    /// agreeing. A dark Region takes its monitoring with it, so the default is yes.
+    pub unreachable_vantage_agrees: bool,
+}
+
+/// An alarm as `DescribeAlarms` reported it, or why it could not be read.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AlarmReading {
+    pub region: String,
+    pub name: String,
+    /// `Err` when the alarm could not be read (API unreachable, alarm missing).
+    pub state: Result<AlarmState, String>,
+}
+
+/// Everything the gates read.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PromoteObserved {
+    pub datastore: DatastoreView,
+    /// The write-error alarms in the target's Region.
+    pub signal: Vec<AlarmReading>,
+    /// Vantage points on the primary Region.
+    pub vantage: Vec<AlarmReading>,
+    /// The last `GlobalDatastoreReplicationLag` datapoint for the target: (value s, measured at).
+    pub lag: Option<(f64, DateTime<Utc>)>,
+    /// When the last failover of this datastore happened, per `DescribeEvents`.
+    pub last_failover: Option<DateTime<Utc>>,
+}
+
+/// The promotion to make.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Promotion {
+    pub region: Region,
+    pub group: ReplicationGroupId,
+}
+
+/// Every gate's verdict, and whether to promote.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PromoteDecision {
+    pub gates: Vec<Gate>,
+    /// `Some` only when no gate blocks.
+    pub promote: Option<Promotion>,
+    pub reason: String,
+    /// Gates an operator forced past, for the audit record.
+    pub forced: Vec<GateName>,
+}
+
+fn gate(name: GateName, pass: bool, detail: String, force: &[GateName]) -> Gate {
+    let verdict = if pass {
+        Verdict::Pass
+    } else if force.contains(&name) {
+        Verdict::Forced
+    } else {
+        Verdict::Block
+    };
+    Gate {
+        name,
+        verdict,
+        detail,
+    }
+}
+
+fn describe(readings: &[AlarmReading]) -> String {
+    readings
+        .iter()
+        .map(|a| match &a.state {
+            Ok(s) => format!("{}/{}={s:?}", a.region, a.name),
+            Err(e) => format!("{}/{}=unreadable ({e})", a.region, a.name),
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Evaluates every gate for promoting `target` (a member of the datastore) at `now`.
+pub fn evaluate(
+    target: &Promotion,
+    observed: &PromoteObserved,
+    policy: &PromotePolicy,
+    now: DateTime<Utc>,
+    force: &[GateName],
+) -> PromoteDecision {
+    let ds = &observed.datastore;
+    let mut gates = Vec::with_capacity(5);
+
+    // 1. state — never forceable: promoting during a failover or a non-secondary is never right.
+    let member = ds.members.iter().find(|m| m.group == target.group.as_str());
+    let (state_ok, state_detail) = match member {
+        _ if !ds.is_available() => (
+            false,
+            format!("Global Datastore is {}: a change is under way", ds.status),
+        ),
+        None => (false, format!("{} is not a member of {}", target.group, ds.id)),
+        Some(m) if m.role != Role::Secondary => (false, format!("{} is {}, not SECONDARY", m.group, m.role)),
+        Some(m) if m.region != target.region.as_str() => (
+            false,
+            format!("{} is in {}, not {}", m.group, m.region, target.region),
+        ),
+        Some(m) if !m.status.eq_ignore_ascii_case("associated") => {
+            (false, format!("{} is {}, not associated", m.group, m.status))
+        }
+        Some(m) => (
+            true,
+            format!("{} is an associated SECONDARY; datastore available", m.group),
+        ),
+    };
+    gates.push(gate(GateName::State, state_ok, state_detail, &[]));
+
+    // 2. signal
+    let alarming = observed
+        .signal
+        .iter()
+        .filter(|a| a.state == Ok(AlarmState::Alarm))
+        .count();
+    let signal_ok = !observed.signal.is_empty() && alarming == observed.signal.len();
+    gates.push(gate(
+        GateName::Signal,
+        signal_ok,
+        if observed.signal.is_empty() {
+            "no write-error alarm is configured".to_owned()
+        } else {
+            format!(
+                "{alarming} of {} in ALARM now: {}",
+                observed.signal.len(),
+                describe(&observed.signal)
+            )
+        },
+        force,
+    ));
+
+    // 3. vantage
+    let agreeing = observed
+        .vantage
+        .iter()
+        .filter(|a| match &a.state {
+            Ok(s) => *s == AlarmState::Alarm,
+            Err(_) => policy.unreachable_vantage_agrees,
+        })
+        .count();
+    let healthy = observed
+        .vantage
+        .iter()
+        .filter(|a| a.state == Ok(AlarmState::Ok))
+        .count();
+    let vantage_ok = agreeing >= policy.vantage_required.max(1);
+    let vantage_detail = if vantage_ok {
+        format!(
+            "{agreeing} vantage point(s) agree the primary Region is down: {}",
+            describe(&observed.vantage)
+        )
+    } else if healthy > 0 {
+        format!(
+            "the primary Region looks healthy from {healthy} vantage point(s): errors seen only from the secondary \
+             suggest the inter-Region link, not the primary ({})",
+            describe(&observed.vantage)
+        )
+    } else {
+        format!(
+            "{agreeing} of the {} vantage point(s) required agree: {}",
+            policy.vantage_required.max(1),
+            describe(&observed.vantage)
+        )
+    };
+    gates.push(gate(GateName::Vantage, vantage_ok, vantage_detail, force));
+
+    // 4. data_loss
+    let fresh_lag = observed.lag.filter(|(_, at)| {
+        now.signed_duration_since(*at)
+            .to_std()
+            .is_ok_and(|age| age <= policy.lag_max_age)
+    });
+    let (loss_ok, loss_detail) = match (fresh_lag, observed.lag) {
+        (Some((lag, _)), _) if lag <= policy.max_lag_seconds => (
+            true,
+            format!(
+                "replication lag {lag:.3} s is within the {} s bound",
+                policy.max_lag_seconds
+            ),
+        ),
+        (Some((lag, _)), _) => (
+            false,
+            format!(
+                "replication lag {lag:.3} s exceeds the {} s bound: promoting would lose more",
+                policy.max_lag_seconds
+            ),
+        ),
+        (None, stale) => {
+            let what = match stale {
+                Some((lag, at)) => format!("the last lag ({lag:.3} s at {at}) is too old to trust"),
+                None => "no replication lag could be read".to_owned(),
+            };
+            match policy.missing_lag {
+                MissingLag::Allow => (true, format!("{what}; policy allows: the loss bound is unknown")),
+                MissingLag::Block => (false, format!("{what}; policy blocks without a known loss bound")),
+            }
+        }
+    };
+    gates.push(gate(GateName::DataLoss, loss_ok, loss_detail, force));
+
+    // 5. cooldown
+    let (cool_ok, cool_detail) = match observed.last_failover {
+        Some(at) => {
+            let since = now.signed_duration_since(at).to_std().unwrap_or(Duration::ZERO);
+            if since < policy.cooldown {
+                (
+                    false,
+                    format!(
+                        "the last failover was {} s ago, within the {} s cooldown",
+                        since.as_secs(),
+                        policy.cooldown.as_secs()
+                    ),
+                )
+            } else {
+                (true, format!("the last failover was {} s ago", since.as_secs()))
+            }
+        }
+        None => (true, "no failover within the events window".to_owned()),
+    };
+    gates.push(gate(GateName::Cooldown, cool_ok, cool_detail, force));
+
+    let blocking: Vec<&Gate> = gates.iter().filter(|g| g.verdict == Verdict::Block).collect();
+    let forced: Vec<GateName> = gates
+        .iter()
+        .filter(|g| g.verdict == Verdict::Forced)
+        .map(|g| g.name)
+        .collect();
+    if let Some(first) = blocking.first() {
+        let names: Vec<String> = blocking
+            .iter()
+            .map(|g| format!("{:?}", g.name).to_ascii_lowercase())
+            .collect();
+        return PromoteDecision {
+            reason: format!("blocked by {}: {}", names.join(", "), first.detail),
+            gates,
+            promote: None,
+            forced,
+        };
+    }
+    PromoteDecision {
+        reason: if forced.is_empty() {
+            format!("every gate agrees: promote {} ({})", target.group, target.region)
+        } else {
+            format!(
+                "promote {} ({}) with gates forced by the operator: {forced:?}",
+                target.group, target.region
+            )
+        },
+        gates,
+        promote: Some(target.clone()),
+        forced,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::TimeZone;
+
+    use super::*;
+    use crate::observed::MemberView;
+
+    fn now() -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 11, 23, 12, 0, 0)
+            .single()
+            .expect("time")
+    }
+
+    fn target() -> Promotion {
+        Promotion {
+            region: Region::parse("us-west-2").expect("region"),
+            group: ReplicationGroupId::parse("sessions-usw2").expect("group"),
+        }
+    }
+
+    fn policy() -> PromotePolicy {
+        PromotePolicy {
+            max_lag_seconds: 5.0,
+            lag_max_age: Duration::from_secs(300),
+            missing_lag: MissingLag::Allow,
+            cooldown: Duration::from_secs(1800),
+            vantage_required: 1,
+            unreachable_vantage_agrees: true,
+        }
+    }
+
+    fn reading(region: &str, name: &str, state: Result<AlarmState, &str>) -> AlarmReading {
+        AlarmReading {
+            region: region.into(),
+            name: name.into(),
+            state: state.map_err(str::to_owned),
+        }
+    }
+
+    /// A primary Region that is really down: every gate passes.
+    fn down() -> PromoteObserved {
+        PromoteObserved {
+            datastore: DatastoreView {
+                id: "ldgnf-sessions".into(),
+                status: "available".into(),
+                members: vec![
+                    MemberView {
+                        group: "sessions-usw1".into(),
+                        region: "us-west-1".into(),
+                        role: Role::Primary,
+                        status: "associated".into(),
+                    },
+                    MemberView {
+                        group: "sessions-usw2".into(),
+                        region: "us-west-2".into(),
+                        role: Role::Secondary,
+                        status: "associated".into(),
+                    },
+                ],
+            },
+            signal: vec![reading("us-west-2", "writes-failing-usw2", Ok(AlarmState::Alarm))],
+            vantage: vec![reading("us-west-1", "writes-failing-usw1", Ok(AlarmState::Alarm))],
+            lag: Some((0.4, now() - chrono::Duration::seconds(30))),
+            last_failover: None,
+        }
+    }
+
+    fn verdict(d: &PromoteDecision, name: GateName) -> Verdict {
+        d.gates
+            .iter()
+            .find(|g| g.name == name)
+            .map(|g| g.verdict)
+            .expect("gate present")
+    }
+
+    #[test]
+    fn a_dark_primary_with_every_gate_agreeing_is_promoted_and_every_gate_is_named() {
+        let d = evaluate(&target(), &down(), &policy(), now(), &[]);
+        assert_eq!(d.promote, Some(target()));
+        assert_eq!(d.gates.iter().map(|g| g.name).collect::<Vec<_>>(), GateName::ALL);
+        assert!(
+            d.gates.iter().all(|g| g.verdict == Verdict::Pass),
+            "{:?}",
+            d.gates
+        );
+    }
+
+    #[test]
+    fn state_gate_blocks_a_failover_under_way_a_primary_target_or_a_stranger() {
+        let mut o = down();
+        o.datastore.status = "modifying".into();
+        let d = evaluate(&target(), &o, &policy(), now(), &GateName::ALL);
+        assert_eq!(verdict(&d, GateName::State), Verdict::Block, "never forceable");
+        assert!(d.promote.is_none());
+
+        let mut o = down();
+        o.datastore.members[1].role = Role::Primary;
+        assert!(evaluate(&target(), &o, &policy(), now(), &[]).promote.is_none());
+
+        let mut o = down();
+        o.datastore.members[1].group = "other".into();
+        let d = evaluate(&target(), &o, &policy(), now(), &[]);
+        assert_eq!(verdict(&d, GateName::State), Verdict::Block);
+    }
+
+    #[test]
+    fn signal_gate_needs_the_alarms_in_alarm_now_not_just_in_the_event() {
+        for state in [
+            Ok(AlarmState::Ok),
+            Ok(AlarmState::InsufficientData),
+            Err("unreachable"),
+        ] {
+            let mut o = down();
+            o.signal = vec![reading("us-west-2", "writes-failing-usw2", state)];
+            let d = evaluate(&target(), &o, &policy(), now(), &[]);
+            assert_eq!(verdict(&d, GateName::Signal), Verdict::Block, "{:?}", o.signal);
+            assert!(d.promote.is_none());
+        }
+        let mut o = down();
+        o.signal.clear();
+        assert_eq!(
+            verdict(&evaluate(&target(), &o, &policy(), now(), &[]), GateName::Signal),
+            Verdict::Block
+        );
+    }
+
+    #[test]
+    fn vantage_gate_tells_a_degraded_link_from_a_dark_region() {
+        // Errors only from the secondary; the primary's own writers are fine: the link.
+        let mut o = down();
+        o.vantage = vec![reading("us-west-1", "writes-failing-usw1", Ok(AlarmState::Ok))];
+        let d = evaluate(&target(), &o, &policy(), now(), &[]);
+        assert_eq!(verdict(&d, GateName::Vantage), Verdict::Block);
+        assert!(d.reason.contains("inter-Region link"), "{}", d.reason);
+        assert!(d.promote.is_none());
+
+        // A dark Region's CloudWatch does not answer either: that counts, per policy.
+        let mut o = down();
+        o.vantage = vec![reading(
+            "us-west-1",
+            "writes-failing-usw1",
+            Err("connection refused"),
+        )];
+        assert!(evaluate(&target(), &o, &policy(), now(), &[]).promote.is_some());
+        let strict = PromotePolicy {
+            unreachable_vantage_agrees: false,
+            ..policy()
+        };
+        assert!(evaluate(&target(), &o, &strict, now(), &[]).promote.is_none());
+
+        // Requiring two vantage points: one is not enough.
+        let two = PromotePolicy {
+            vantage_required: 2,
+            ..policy()
+        };
+        assert!(evaluate(&target(), &down(), &two, now(), &[]).promote.is_none());
+    }
+
+    #[test]
+    fn data_loss_gate_holds_the_lag_bound_and_the_missing_lag_policy() {
+        let mut o = down();
+        o.lag = Some((9.0, now()));
+        let d = evaluate(&target(), &o, &policy(), now(), &[]);
+        assert_eq!(verdict(&d, GateName::DataLoss), Verdict::Block);
+        assert!(d.reason.contains("exceeds"), "{}", d.reason);
+
+        let mut o = down();
+        o.lag = None;
+        let d = evaluate(&target(), &o, &policy(), now(), &[]);
+        assert!(d.promote.is_some());
+        let gate = d
+            .gates
+            .iter()
+            .find(|g| g.name == GateName::DataLoss)
+            .expect("gate");
+        assert!(gate.detail.contains("unknown"), "{}", gate.detail);
+        let block = PromotePolicy {
+            missing_lag: MissingLag::Block,
+            ..policy()
+        };
+        assert!(evaluate(&target(), &o, &block, now(), &[]).promote.is_none());
+
+        // A lag measured long ago is no bound at all.
+        let mut o = down();
+        o.lag = Some((0.1, now() - chrono::Duration::hours(2)));
+        let d = evaluate(&target(), &o, &block, now(), &[]);
+        assert_eq!(verdict(&d, GateName::DataLoss), Verdict::Block);
+    }
+
+    #[test]
+    fn cooldown_gate_blocks_a_ping_pong() {
+        let mut o = down();
+        o.last_failover = Some(now() - chrono::Duration::minutes(10));
+        let d = evaluate(&target(), &o, &policy(), now(), &[]);
+        assert_eq!(verdict(&d, GateName::Cooldown), Verdict::Block);
+        assert!(d.promote.is_none());
+        o.last_failover = Some(now() - chrono::Duration::minutes(31));
+        assert!(evaluate(&target(), &o, &policy(), now(), &[]).promote.is_some());
+    }
+
+    #[test]
+    fn force_skips_only_the_named_gates_and_says_so() {
+        let mut o = down();
+        o.vantage = vec![reading("us-west-1", "writes-failing-usw1", Ok(AlarmState::Ok))];
+        o.last_failover = Some(now() - chrono::Duration::minutes(1));
+        let d = evaluate(&target(), &o, &policy(), now(), &[GateName::Vantage]);
+        assert!(d.promote.is_none(), "cooldown still blocks");
+        let d = evaluate(
+            &target(),
+            &o,
+            &policy(),
+            now(),
+            &[GateName::Vantage, GateName::Cooldown],
+        );
+        assert_eq!(d.promote, Some(target()));
+        assert_eq!(d.forced, [GateName::Vantage, GateName::Cooldown]);
+        assert!(d.reason.contains("forced"), "{}", d.reason);
+    }
+}
