@@ -464,6 +464,159 @@ impl SwitchConfig {
     }
 }
 
+/// Every variable the promoter reads.
+pub const PROMOTER_VARIABLES: &[&str] = &[
+    "GLOBAL_DATASTORE_ID",
+    "MEMBERS",
+    "SIGNAL_ALARMS",
+    "VANTAGE_ALARMS",
+    "VANTAGE_REQUIRED",
+    "UNREACHABLE_VANTAGE_AGREES",
+    "MAX_LAG_SECONDS",
+    "LAG_MAX_AGE_SECONDS",
+    "MISSING_LAG",
+    "COOLDOWN_MINUTES",
+    "LAG_METRIC_NAMESPACE",
+    "LAG_METRIC_NAME",
+    "LAG_METRIC_DIMENSION",
+    "WAIT_FOR_PROMOTION",
+    "METRICS_NAMESPACE",
+    "DEADLINE_MARGIN_MS",
+    "STABLE_POLL_MS",
+];
+
+/// The promoter's configuration.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PromoterConfig {
+    pub datastore: DatastoreConfig,
+    /// The Region this copy runs in; its member is the one it promotes automatically.
+    pub function_region: Region,
+    /// Write-error alarms in this Region that must be in ALARM now.
+    pub signal_alarms: Vec<String>,
+    /// Vantage alarms per member Region; those of the current primary's Region are consulted.
+    pub vantage_alarms: Vec<(Region, String)>,
+    pub policy: crate::promote::PromotePolicy,
+    pub lag_metric: crate::aws::cloudwatch::MetricId,
+    /// After `FailoverGlobalReplicationGroup`, poll until the new primary is in place (bounded).
+    pub wait_for_promotion: bool,
+    pub metrics_namespace: String,
+    #[serde(with = "millis")]
+    pub deadline_margin: Duration,
+    #[serde(with = "millis")]
+    pub poll_interval: Duration,
+}
+
+fn list(raw: &str) -> Vec<String> {
+    raw.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+impl PromoterConfig {
+    pub fn from_lookup(get: &dyn Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let datastore = DatastoreConfig::from_lookup(get)?;
+        let function_region =
+            Region::parse(&required(get, "AWS_REGION")?).map_err(|e| err("AWS_REGION", e.to_string()))?;
+        let Some(own) = datastore.member_in(&function_region).cloned() else {
+            return Err(err(
+                "MEMBERS",
+                format!(
+                    "has no member in this function's Region {function_region}: the promoter runs where it promotes"
+                ),
+            ));
+        };
+        let signal_alarms = list(&required(get, "SIGNAL_ALARMS")?);
+        if signal_alarms.is_empty() {
+            return Err(err("SIGNAL_ALARMS", "names no alarm"));
+        }
+        let mut vantage_alarms = Vec::new();
+        for (i, entry) in list(&required(get, "VANTAGE_ALARMS")?).iter().enumerate() {
+            let Some((region, name)) = entry.split_once(':') else {
+                return Err(err(
+                    "VANTAGE_ALARMS",
+                    format!("entry {} {entry:?} is not region:alarm-name", i + 1),
+                ));
+            };
+            let region = Region::parse(region.trim())
+                .map_err(|e| err("VANTAGE_ALARMS", format!("entry {}: {e}", i + 1)))?;
+            if datastore.member_in(&region).is_none() {
+                return Err(err(
+                    "VANTAGE_ALARMS",
+                    format!("entry {}: {region} is not a member Region", i + 1),
+                ));
+            }
+            vantage_alarms.push((region, name.trim().to_owned()));
+        }
+        let missing_lag = match optional(get, "MISSING_LAG")
+            .map(|v| v.to_ascii_lowercase())
+            .as_deref()
+        {
+            None | Some("allow") => crate::promote::MissingLag::Allow,
+            Some("block") => crate::promote::MissingLag::Block,
+            Some(other) => {
+                return Err(err(
+                    "MISSING_LAG",
+                    format!("{other:?} is neither allow nor block"),
+                ));
+            }
+        };
+        let max_lag = optional(get, "MAX_LAG_SECONDS").unwrap_or_else(|| "5".into());
+        let max_lag_seconds: f64 = max_lag
+            .parse()
+            .ok()
+            .filter(|v: &f64| v.is_finite() && *v > 0.0)
+            .ok_or_else(|| err("MAX_LAG_SECONDS", format!("{max_lag:?} is not a positive number")))?;
+        let policy = crate::promote::PromotePolicy {
+            max_lag_seconds,
+            lag_max_age: Duration::from_secs(
+                bounded_int(get, "LAG_MAX_AGE_SECONDS", 300, 1, 86_400)?.unsigned_abs(),
+            ),
+            missing_lag,
+            cooldown: Duration::from_secs(
+                bounded_int(get, "COOLDOWN_MINUTES", 30, 0, 10_080)?.unsigned_abs() * 60,
+            ),
+            vantage_required: usize::try_from(bounded_int(get, "VANTAGE_REQUIRED", 1, 1, 10)?).unwrap_or(1),
+            unreachable_vantage_agrees: boolean(get, "UNREACHABLE_VANTAGE_AGREES", true)?,
+        };
+        let lag_metric = crate::aws::cloudwatch::MetricId {
+            namespace: optional(get, "LAG_METRIC_NAMESPACE").unwrap_or_else(|| "AWS/ElastiCache".into()),
+            name: optional(get, "LAG_METRIC_NAME").unwrap_or_else(|| "GlobalDatastoreReplicationLag".into()),
+            dimensions: vec![(
+                optional(get, "LAG_METRIC_DIMENSION").unwrap_or_else(|| "ReplicationGroupId".into()),
+                own.group.to_string(),
+            )],
+        };
+        Ok(Self {
+            datastore,
+            function_region,
+            signal_alarms,
+            vantage_alarms,
+            policy,
+            lag_metric,
+            wait_for_promotion: boolean(get, "WAIT_FOR_PROMOTION", true)?,
+            metrics_namespace: optional(get, "METRICS_NAMESPACE")
+                .unwrap_or_else(|| "ValkeyFailover".to_owned()),
+            deadline_margin: Duration::from_millis(
+                bounded_int(get, "DEADLINE_MARGIN_MS", 1_000, 100, 60_000)?.unsigned_abs(),
+            ),
+            poll_interval: Duration::from_millis(
+                bounded_int(get, "STABLE_POLL_MS", 2_000, 50, 60_000)?.unsigned_abs(),
+            ),
+        })
+    }
+
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(&|name| std::env::var(name).ok())
+    }
+
+    /// This Region's member: what the promoter promotes automatically.
+    pub fn own_member(&self) -> Option<&MemberConfig> {
+        self.datastore.member_in(&self.function_region)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::HashMap;
@@ -689,6 +842,58 @@ mod tests {
         let mut vars = base();
         vars.insert("ROUTING_MODE", "arc");
         assert_eq!(load(&vars).expect_err("no endpoints").var, "ARC_ENDPOINTS");
+    }
+
+    fn promoter_vars() -> HashMap<&'static str, &'static str> {
+        let mut vars = base();
+        vars.insert("SIGNAL_ALARMS", "writes-failing-usw2");
+        vars.insert(
+            "VANTAGE_ALARMS",
+            "us-west-1:writes-failing-usw1,us-west-2:writes-failing-usw2",
+        );
+        vars
+    }
+
+    #[test]
+    fn the_promoter_reads_exactly_its_published_variables_with_safe_defaults() {
+        let vars = promoter_vars();
+        let asked = std::cell::RefCell::new(std::collections::BTreeSet::new());
+        let cfg = PromoterConfig::from_lookup(&|k| {
+            asked.borrow_mut().insert(k.to_owned());
+            vars.get(k).map(|v| (*v).to_owned())
+        })
+        .expect("valid");
+        let published: std::collections::BTreeSet<String> = PROMOTER_VARIABLES
+            .iter()
+            .chain(LAMBDA_PROVIDED_VARIABLES)
+            .map(|s| (*s).to_owned())
+            .collect();
+        assert_eq!(asked.into_inner(), published);
+        assert_eq!(cfg.own_member().map(|m| m.group.as_str()), Some("sessions-usw2"));
+        assert_eq!(cfg.policy.cooldown, Duration::from_secs(1800));
+        assert_eq!(cfg.policy.missing_lag, crate::promote::MissingLag::Allow);
+        assert_eq!(
+            cfg.lag_metric.dimensions,
+            [("ReplicationGroupId".to_owned(), "sessions-usw2".to_owned())]
+        );
+    }
+
+    #[test]
+    fn promoter_settings_are_validated_by_name() {
+        for (var, value) in [
+            ("VANTAGE_ALARMS", "writes-failing"),
+            ("VANTAGE_ALARMS", "eu-west-1:x"),
+            ("MISSING_LAG", "maybe"),
+            ("MAX_LAG_SECONDS", "-1"),
+            ("SIGNAL_ALARMS", " , "),
+            ("AWS_REGION", "eu-west-1"),
+        ] {
+            let mut vars = promoter_vars();
+            vars.insert(var, value);
+            let e = PromoterConfig::from_lookup(&|k| vars.get(k).map(|v| (*v).to_owned())).expect_err(value);
+            let expected = if var == "AWS_REGION" { "MEMBERS" } else { var };
+            assert_eq!(e.var, expected, "{value}: {e}");
+        }
     }
 
     #[test]

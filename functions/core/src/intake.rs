@@ -109,6 +109,11 @@ pub enum Trigger<C> {
     #[serde(rename = "elasticache")]
     ElastiCache(ElastiCacheNotification),
     Alarm(AlarmChange),
+    /// An EventBridge schedule (`detail-type: "Scheduled Event"`): re-evaluate, in case an alarm
+    /// event was lost.
+    Schedule {
+        time: String,
+    },
     Command(C),
 }
 
@@ -132,6 +137,19 @@ pub fn parse_event<C: DeserializeOwned>(raw: &str) -> Result<Vec<Trigger<C>>, In
     }
     if obj.contains_key("Records") {
         return parse_sns(Value::Object(obj));
+    }
+    if obj.get("detail-type").and_then(Value::as_str) == Some("Scheduled Event") {
+        if obj.get("source").and_then(Value::as_str) != Some("aws.events") {
+            return Err(IntakeError::UnknownShape {
+                keys: "a Scheduled Event not from aws.events".into(),
+            });
+        }
+        let time = obj
+            .get("time")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned();
+        return Ok(vec![Trigger::Schedule { time }]);
     }
     if obj.contains_key("detail-type") {
         return parse_eventbridge(&obj).map(|a| vec![Trigger::Alarm(a)]);
@@ -512,6 +530,15 @@ mod tests {
                 &raw[..raw.len().min(80)]
             );
         }
+    }
+
+    #[test]
+    fn an_eventbridge_schedule_is_a_schedule_trigger() {
+        let raw = r#"{"version":"0","id":"x","detail-type":"Scheduled Event","source":"aws.events",
+            "account":"1","time":"2026-11-23T10:00:00Z","region":"us-west-2","resources":[],"detail":{}}"#;
+        assert!(matches!(one(raw), Trigger::Schedule { time } if time == "2026-11-23T10:00:00Z"));
+        let spoofed = raw.replace("aws.events", "my.app");
+        assert!(parse_event::<TestCommand>(&spoofed).is_err());
     }
 
     #[test]

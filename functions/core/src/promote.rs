@@ -337,6 +337,127 @@ pub fn evaluate(
     }
 }
 
+/// Manual commands the promoter accepts.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(tag = "command", rename_all = "lowercase", deny_unknown_fields)]
+pub enum PromoterCommand {
+    /// A dry-run report of every gate for promoting this Region's member.
+    Evaluate {},
+    /// Promote the member in `target_region`.
+    Promote {
+        target_region: String,
+        #[serde(default = "default_true")]
+        dry_run: bool,
+        #[serde(default)]
+        confirm: Option<String>,
+        #[serde(default)]
+        reason: Option<String>,
+        /// Gates to skip (never `state`); logged as forced.
+        #[serde(default)]
+        force: Vec<GateName>,
+    },
+}
+
+fn default_true() -> bool {
+    true
+}
+
+/// What a trigger asks of the promoter.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "intent", rename_all = "snake_case")]
+pub enum PromoteIntent {
+    /// An alarm or the schedule: evaluate and, if every gate agrees, promote this Region.
+    Automatic { because: String },
+    /// Report every gate; change nothing.
+    Evaluate,
+    /// An operator's promotion.
+    Manual {
+        target: Region,
+        dry_run: bool,
+        reason: String,
+        force: Vec<GateName>,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "triage", rename_all = "snake_case")]
+pub enum PromoterTriage {
+    Ignore { reason: String },
+    Act(PromoteIntent),
+}
+
+/// Decides from the trigger and configuration alone whether to read AWS at all.
+pub fn triage(
+    trigger: &crate::intake::Trigger<PromoterCommand>,
+    cfg: &crate::config::PromoterConfig,
+) -> Result<PromoterTriage, crate::switch::CommandRejected> {
+    use crate::intake::Trigger;
+    use crate::switch::CommandRejected;
+    let ignore = |reason: String| Ok(PromoterTriage::Ignore { reason });
+    match trigger {
+        Trigger::ElastiCache(n) => ignore(format!("ElastiCache event {} is the traffic switch's", n.event)),
+        Trigger::Alarm(a) if !cfg.signal_alarms.contains(&a.name) => {
+            ignore(format!("alarm {} is not in SIGNAL_ALARMS", a.name))
+        }
+        Trigger::Alarm(a) if a.new_state != AlarmState::Alarm => ignore(format!(
+            "alarm {} went to {:?}; only ALARM can start a promotion",
+            a.name, a.new_state
+        )),
+        Trigger::Alarm(a) => Ok(PromoterTriage::Act(PromoteIntent::Automatic {
+            because: format!("alarm {} entered ALARM", a.name),
+        })),
+        Trigger::Schedule { time } => Ok(PromoterTriage::Act(PromoteIntent::Automatic {
+            because: format!("scheduled re-evaluation at {time}"),
+        })),
+        Trigger::Command(PromoterCommand::Evaluate {}) => Ok(PromoterTriage::Act(PromoteIntent::Evaluate)),
+        Trigger::Command(PromoterCommand::Promote {
+            target_region,
+            dry_run,
+            confirm,
+            reason,
+            force,
+        }) => {
+            let target =
+                Region::parse(target_region).map_err(|e| CommandRejected::BadRegion(e.to_string()))?;
+            if cfg.datastore.member_in(&target).is_none() {
+                let members: Vec<&str> = cfg.datastore.members.iter().map(|m| m.region.as_str()).collect();
+                return Err(CommandRejected::NotAMember(
+                    target.to_string(),
+                    members.join(", "),
+                ));
+            }
+            if force.contains(&GateName::State) {
+                return Err(CommandRejected::BadForce(
+                    "the state gate cannot be forced: promoting during a failover, or a member that is not \
+                     SECONDARY, is never right"
+                        .into(),
+                ));
+            }
+            let reason = reason.as_deref().map(str::trim).unwrap_or_default().to_owned();
+            if !dry_run || !force.is_empty() {
+                if confirm.as_deref() != Some(cfg.datastore.id.as_str()) {
+                    return Err(CommandRejected::ConfirmationRequired {
+                        expected: cfg.datastore.id.to_string(),
+                        got: confirm
+                            .as_ref()
+                            .map(|c| format!(", got {:?}", c.chars().take(80).collect::<String>()))
+                            .unwrap_or_default(),
+                    });
+                }
+                if reason.is_empty() {
+                    return Err(CommandRejected::ReasonRequired);
+                }
+            }
+            Ok(PromoterTriage::Act(PromoteIntent::Manual {
+                target,
+                dry_run: *dry_run,
+                reason,
+                force: force.clone(),
+            }))
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use chrono::TimeZone;
@@ -535,6 +656,97 @@ mod tests {
         assert!(d.promote.is_none());
         o.last_failover = Some(now() - chrono::Duration::minutes(31));
         assert!(evaluate(&target(), &o, &policy(), now(), &[]).promote.is_some());
+    }
+
+    fn promoter_cfg() -> crate::config::PromoterConfig {
+        let vars: std::collections::HashMap<&str, &str> = [
+            ("GLOBAL_DATASTORE_ID", "ldgnf-sessions"),
+            (
+                "MEMBERS",
+                "us-west-1:sessions-usw1:a.example,us-west-2:sessions-usw2:b.example",
+            ),
+            ("AWS_REGION", "us-west-2"),
+            ("SIGNAL_ALARMS", "writes-failing-usw2"),
+            ("VANTAGE_ALARMS", "us-west-1:writes-failing-usw1"),
+        ]
+        .into_iter()
+        .collect();
+        crate::config::PromoterConfig::from_lookup(&|k| vars.get(k).map(|v| (*v).to_owned())).expect("valid")
+    }
+
+    #[test]
+    fn only_a_signal_alarm_in_alarm_or_the_schedule_starts_an_automatic_evaluation() {
+        use crate::intake::{AlarmChange, AlarmVia, Trigger};
+        let alarm = |name: &str, state| {
+            Trigger::Alarm(AlarmChange {
+                name: name.into(),
+                arn: format!("arn:aws:cloudwatch:us-west-2:1:alarm:{name}"),
+                region: Region::parse("us-west-2").expect("region"),
+                new_state: state,
+                old_state: None,
+                changed_at: None,
+                via: AlarmVia::EventBridge,
+                delivery: None,
+            })
+        };
+        let cfg = promoter_cfg();
+        assert!(matches!(
+            triage(&alarm("writes-failing-usw2", AlarmState::Alarm), &cfg),
+            Ok(PromoterTriage::Act(PromoteIntent::Automatic { .. }))
+        ));
+        assert!(matches!(
+            triage(&alarm("writes-failing-usw2", AlarmState::Ok), &cfg),
+            Ok(PromoterTriage::Ignore { .. })
+        ));
+        assert!(matches!(
+            triage(&alarm("disk-full", AlarmState::Alarm), &cfg),
+            Ok(PromoterTriage::Ignore { .. })
+        ));
+        assert!(matches!(
+            triage(&Trigger::Schedule { time: "t".into() }, &cfg),
+            Ok(PromoterTriage::Act(PromoteIntent::Automatic { .. }))
+        ));
+    }
+
+    #[test]
+    fn a_manual_promotion_needs_confirmation_a_reason_and_never_forces_the_state_gate() {
+        use crate::intake::Trigger;
+        let cmd = |dry_run, confirm: Option<&str>, force: Vec<GateName>| {
+            Trigger::Command(PromoterCommand::Promote {
+                target_region: "us-west-2".into(),
+                dry_run,
+                confirm: confirm.map(Into::into),
+                reason: Some("INC-9".into()),
+                force,
+            })
+        };
+        let cfg = promoter_cfg();
+        assert!(triage(&cmd(false, None, vec![]), &cfg).is_err());
+        assert!(
+            triage(&cmd(true, None, vec![GateName::Vantage]), &cfg).is_err(),
+            "force needs confirm"
+        );
+        assert!(matches!(
+            triage(&cmd(false, Some("ldgnf-sessions"), vec![GateName::State]), &cfg),
+            Err(crate::switch::CommandRejected::BadForce(_))
+        ));
+        assert!(matches!(
+            triage(
+                &cmd(false, Some("ldgnf-sessions"), vec![GateName::Cooldown]),
+                &cfg
+            ),
+            Ok(PromoterTriage::Act(PromoteIntent::Manual { dry_run: false, .. }))
+        ));
+        assert!(matches!(
+            triage(&cmd(true, None, vec![]), &cfg),
+            Ok(PromoterTriage::Act(_))
+        ));
+        let parsed: PromoterCommand =
+            serde_json::from_str(r#"{"command":"promote","target_region":"us-west-2"}"#).expect("parses");
+        assert!(
+            matches!(parsed, PromoterCommand::Promote { dry_run: true, .. }),
+            "dry run by default"
+        );
     }
 
     #[test]

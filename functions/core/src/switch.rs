@@ -63,6 +63,8 @@ pub enum CommandRejected {
     ReasonRequired,
     #[error("override_safety_rules: {0}")]
     BadOverride(String),
+    #[error("force: {0}")]
+    BadForce(String),
 }
 
 /// What a trigger asks for, once it is known to be worth reading AWS for.
@@ -141,6 +143,7 @@ pub fn triage(trigger: &Trigger<SwitchCommand>, cfg: &SwitchConfig) -> Result<Tr
             )),
         },
         Trigger::Alarm(a) => Ok(triage_alarm(a, cfg)),
+        Trigger::Schedule { .. } => ignore("the traffic switch does not act on schedules".to_owned()),
         Trigger::Command(SwitchCommand::Status {}) => Ok(Triage::Act(Intent::Status)),
         Trigger::Command(SwitchCommand::Switch {
             target_region,

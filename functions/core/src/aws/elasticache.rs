@@ -64,3 +64,74 @@ impl ElastiCache {
         .await
     }
 }
+
+const FAILOVER: &str = "ElastiCache.FailoverGlobalReplicationGroup";
+const EVENTS: &str = "ElastiCache.DescribeEvents";
+
+impl ElastiCache {
+    /// `FailoverGlobalReplicationGroup`, promoting `group` in `region`. Not retried on a
+    /// permanent fault (`InvalidGlobalReplicationGroupState`: a failover is under way).
+    pub async fn failover(
+        &self,
+        id: &GlobalDatastoreId,
+        region: &str,
+        group: &str,
+        budget: &Budget,
+    ) -> Result<Done<String>, AwsFault> {
+        retry::run(FAILOVER, budget, || async {
+            let out = self
+                .client
+                .failover_global_replication_group()
+                .global_replication_group_id(id.as_str())
+                .primary_region(region)
+                .primary_replication_group_id(group)
+                .send()
+                .await
+                .map_err(|e| AwsFault::from_sdk(FAILOVER, &e))?;
+            Ok(out
+                .global_replication_group()
+                .and_then(|g| g.status())
+                .unwrap_or("unknown")
+                .to_owned())
+        })
+        .await
+    }
+
+    /// The newest failover or promotion event for any of `groups` within `window` (this client's
+    /// Region only: call it once per member Region).
+    pub async fn last_failover(
+        &self,
+        groups: &[String],
+        window: std::time::Duration,
+        budget: &Budget,
+    ) -> Result<Option<chrono::DateTime<chrono::Utc>>, AwsFault> {
+        let minutes = i32::try_from(window.as_secs().div_ceil(60).clamp(1, 20_160)).unwrap_or(20_160);
+        let done = retry::run(EVENTS, budget, || async {
+            let out = self
+                .client
+                .describe_events()
+                .source_type(aws_sdk_elasticache::types::SourceType::ReplicationGroup)
+                .duration(minutes)
+                .send()
+                .await
+                .map_err(|e| AwsFault::from_sdk(EVENTS, &e))?;
+            Ok(out
+                .events()
+                .iter()
+                .filter(|e| {
+                    e.source_identifier()
+                        .is_some_and(|s| groups.iter().any(|g| g == s))
+                })
+                .filter(|e| {
+                    e.message().is_some_and(|m| {
+                        let m = m.to_ascii_lowercase();
+                        m.contains("failover") || m.contains("promoted")
+                    })
+                })
+                .filter_map(|e| chrono::DateTime::from_timestamp_millis(e.date()?.to_millis().ok()?))
+                .max())
+        })
+        .await?;
+        Ok(done.value)
+    }
+}

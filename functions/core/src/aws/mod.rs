@@ -3,6 +3,7 @@
 //! No decisions are made here.
 
 pub mod arc;
+pub mod cloudwatch;
 pub mod elasticache;
 pub mod route53;
 
