@@ -106,17 +106,18 @@ impl CloudWatch {
         Ok(done.value)
     }
 
-    /// The newest datapoint (Maximum per `period`) within `lookback` before now.
+    /// The newest datapoint (Maximum per `period`) within `lookback` before `now` (the shell's
+    /// clock, passed in).
     pub async fn latest(
         &self,
         region: &str,
         metric: &MetricId,
-        lookback: Duration,
+        window: (SystemTime, Duration),
         period: Duration,
         budget: &Budget,
     ) -> Result<Option<(f64, DateTime<Utc>)>, AwsFault> {
         let client = self.client(region, GET)?;
-        let now = SystemTime::now();
+        let (now, lookback) = window;
         let query = MetricDataQuery::builder()
             .id("lag")
             .metric_stat(
