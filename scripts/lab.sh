@@ -3,5 +3,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/venv.sh
-cargo build -q -p traffic-switch -p failover-lab
+cargo build -q -p traffic-switch -p promoter -p failover-lab
 exec target/debug/lab up

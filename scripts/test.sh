@@ -9,5 +9,5 @@ scripts/venv.sh
 start_moto
 echo "moto: $MOTO_ENDPOINT"
 # The lab runs the real function binaries: build them before the tests start labs.
-cargo build -p traffic-switch
+cargo build -p traffic-switch -p promoter
 cargo test --workspace --all-targets "$@"

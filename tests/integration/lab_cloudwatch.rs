@@ -157,6 +157,11 @@ async fn an_alarm_evaluated_by_the_lab_recovers_writers_when_the_promotion_event
         (lab.writer_record().await.as_deref() == Some(usw2.endpoint.as_str())).then_some(())
     })
     .await;
+    // The record moves before the function reports back: wait for every invocation to finish.
+    eventually(LIMIT, "every invocation to finish", || async {
+        lab.state.functions_idle().then_some(())
+    })
+    .await;
     let inv = lab.state.invocations();
     assert!(
         inv.iter()

@@ -7,4 +7,5 @@ mod fixtures;
 mod lab;
 mod lab_arc;
 mod lab_cloudwatch;
+mod lab_promoter;
 mod template;

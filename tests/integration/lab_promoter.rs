@@ -1,0 +1,144 @@
+//! The promoter as its real binary in the lab: a dark primary Region is promoted away from and the
+//! traffic switch follows; a degraded link is not mistaken for a dead Region.
+
+use std::time::Duration;
+
+use aws_sdk_cloudwatch::types::{ComparisonOperator, Dimension, MetricDatum, Statistic};
+use failover_lab::Lab;
+use failover_tests::*;
+use serde_json::Value;
+
+const LIMIT: Duration = Duration::from_secs(40);
+const ALARM: &str = "sessions-writes-failing";
+
+async fn lab_with_promoter() -> Lab {
+    start_lab(|cfg| {
+        cfg.functions = vec!["traffic-switch".into(), "promoter".into()];
+        for (k, v) in [
+            ("SIGNAL_ALARMS", ALARM.to_owned()),
+            ("VANTAGE_ALARMS", format!("us-west-1:{ALARM},us-west-2:{ALARM}")),
+            ("COOLDOWN_MINUTES", "30".to_owned()),
+            ("STABLE_POLL_MS", "200".to_owned()),
+        ] {
+            cfg.function_env.push((k.into(), v));
+        }
+    })
+    .await
+}
+
+/// Each Region's writers publish their write errors; the alarm is "errors in 2 of 3 one-second
+/// periods".
+async fn alarm_in(lab: &Lab, region: &str) -> aws_sdk_cloudwatch::Client {
+    let cw = cloudwatch_at(&lab.endpoints.cloudwatch, region);
+    cw.put_metric_alarm()
+        .alarm_name(ALARM)
+        .namespace("SessionStore")
+        .metric_name("WriteErrors")
+        .dimensions(Dimension::builder().name("ClientRegion").value(region).build())
+        .statistic(Statistic::Sum)
+        .period(1)
+        .evaluation_periods(3)
+        .datapoints_to_alarm(2)
+        .threshold(1.0)
+        .comparison_operator(ComparisonOperator::GreaterThanOrEqualToThreshold)
+        .treat_missing_data("notBreaching")
+        .send()
+        .await
+        .expect("PutMetricAlarm");
+    cw
+}
+
+async fn errors(cw: &aws_sdk_cloudwatch::Client, region: &str, value: f64) {
+    let _ = cw
+        .put_metric_data()
+        .namespace("SessionStore")
+        .metric_data(
+            MetricDatum::builder()
+                .metric_name("WriteErrors")
+                .dimensions(Dimension::builder().name("ClientRegion").value(region).build())
+                .value(value)
+                .build(),
+        )
+        .send()
+        .await;
+}
+
+fn promoter_audits(lab: &Lab, region: &str) -> Vec<Value> {
+    lab.state
+        .audits()
+        .into_iter()
+        .filter(|a| a["audit"] == "promoter" && a["function_region"] == region)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dark_primary_region_is_promoted_away_from_and_writers_follow() {
+    let lab = lab_with_promoter().await;
+    let usw2 = &lab.state.regions[1];
+    let cw2 = alarm_in(&lab, "us-west-2").await;
+    let _cw1 = alarm_in(&lab, "us-west-1").await;
+    lab.state.set_dark("us-west-1", true).await.expect("dark");
+
+    // us-west-2's writers fail against the dark primary until the alarm fires and the chain runs.
+    eventually(
+        LIMIT,
+        "the promoter to promote and the switch to follow",
+        || async {
+            errors(&cw2, "us-west-2", 5.0).await;
+            (lab.writer_record().await.as_deref() == Some(usw2.endpoint.as_str())).then_some(())
+        },
+    )
+    .await;
+    assert_eq!(lab.state.gds().failovers, 1);
+    let audits = eventually(LIMIT, "the promoter's audit line", || async {
+        let a = promoter_audits(&lab, "us-west-2");
+        a.iter().any(|x| x["outcome"] == "switched").then_some(a)
+    })
+    .await;
+    let promoted = audits
+        .iter()
+        .find(|a| a["outcome"] == "switched")
+        .unwrap_or_else(|| panic!("no promotion in {audits:#?}"));
+    let gates = promoted["triggers"][0]["decision"]["gates"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(gates.len(), 5);
+    assert!(gates.iter().all(|g| g["verdict"] == "pass"), "{gates:#?}");
+    let vantage = gates
+        .iter()
+        .find(|g| g["name"] == "vantage")
+        .expect("vantage gate");
+    assert!(
+        vantage["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("unreadable")),
+        "{vantage}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_degraded_link_is_not_mistaken_for_a_dead_primary() {
+    let lab = lab_with_promoter().await;
+    let usw1 = &lab.state.regions[0];
+    let cw2 = alarm_in(&lab, "us-west-2").await;
+    let cw1 = alarm_in(&lab, "us-west-1").await;
+    lab.state.set_link(failover_lab::link::LinkMode::Down);
+
+    // Only us-west-2's writers (across the link) fail; us-west-1's own writers are healthy.
+    let blocked = eventually(LIMIT, "the promoter to evaluate and refuse", || async {
+        errors(&cw2, "us-west-2", 5.0).await;
+        errors(&cw1, "us-west-1", 0.0).await;
+        promoter_audits(&lab, "us-west-2")
+            .into_iter()
+            .find(|a| a["outcome"] == "no_op" && a["triggers"][0]["decision"].is_object())
+    })
+    .await;
+    let reason = blocked["triggers"][0]["decision"]["reason"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(reason.contains("vantage") && reason.contains("link"), "{reason}");
+    assert_eq!(lab.state.gds().failovers, 0, "no promotion");
+    assert_eq!(lab.writer_record().await.as_deref(), Some(usw1.endpoint.as_str()));
+}
