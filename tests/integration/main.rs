@@ -8,4 +8,5 @@ mod lab;
 mod lab_arc;
 mod lab_cloudwatch;
 mod lab_promoter;
+mod promoter;
 mod template;

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeSet;
 
-use failover_core::config::SWITCH_VARIABLES;
+use failover_core::config::{PROMOTER_VARIABLES, SWITCH_VARIABLES};
 
 const TEMPLATE: &str = include_str!("../../template.yaml");
 
@@ -37,8 +37,16 @@ fn the_template_sets_exactly_the_variables_the_traffic_switch_reads() {
 }
 
 #[test]
+fn the_template_sets_exactly_the_variables_the_promoter_reads() {
+    let in_template = environment_of("PromoterFunction");
+    let in_code: BTreeSet<String> = PROMOTER_VARIABLES.iter().map(|s| (*s).to_owned()).collect();
+    assert_eq!(in_template, in_code);
+}
+
+#[test]
 fn the_functions_are_built_as_the_workspace_binaries_they_are_named_after() {
     assert!(TEMPLATE.contains("Binary: traffic-switch"));
+    assert!(TEMPLATE.contains("Binary: promoter"));
     assert!(TEMPLATE.contains("BuildMethod: rust-cargolambda"));
     assert!(TEMPLATE.contains("Handler: bootstrap"));
 }
