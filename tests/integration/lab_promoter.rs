@@ -142,3 +142,72 @@ async fn a_degraded_link_is_not_mistaken_for_a_dead_primary() {
     assert_eq!(lab.state.gds().failovers, 0, "no promotion");
     assert_eq!(lab.writer_record().await.as_deref(), Some(usw1.endpoint.as_str()));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_alarm_while_the_datastore_is_modifying_does_nothing() {
+    let lab = start_lab(|cfg| {
+        cfg.functions = vec!["traffic-switch".into(), "promoter".into()];
+        cfg.promotion_time = Duration::from_secs(3);
+        cfg.function_env.push(("SIGNAL_ALARMS".into(), ALARM.into()));
+        cfg.function_env.push((
+            "VANTAGE_ALARMS".into(),
+            format!("us-west-1:{ALARM},us-west-2:{ALARM}"),
+        ));
+    })
+    .await;
+    failover_via_sdk(&lab, "us-west-2")
+        .await
+        .expect("failover starts");
+    let event: Value = serde_json::from_str(
+        &std::fs::read_to_string(format!(
+            "{}/../events/promoter/alarm-writes-failing.json",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .expect("fixture"),
+    )
+    .expect("json");
+    let f = lab.state.function("us-west-2", "promoter").expect("promoter");
+    let response = f.invoke_sync(event, "console").await.expect("handled");
+    assert_eq!(response["outcome"], "no_op");
+    let state = &response["triggers"][0]["decision"]["gates"][0];
+    assert_eq!(state["name"], "state");
+    assert_eq!(state["verdict"], "block");
+    assert!(
+        state["detail"].as_str().is_some_and(|d| d.contains("modifying")),
+        "{state}"
+    );
+    eventually(LIMIT, "the one failover to complete", || async {
+        (lab.state.gds().status == "available").then_some(())
+    })
+    .await;
+    assert_eq!(lab.state.gds().failovers, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cooldown_stops_a_ping_pong_back_to_the_old_primary() {
+    let lab = lab_with_promoter().await;
+    let usw2 = &lab.state.regions[1];
+    let cw1 = alarm_in(&lab, "us-west-1").await;
+    let _cw2 = alarm_in(&lab, "us-west-2").await;
+    failover_via_sdk(&lab, "us-west-2")
+        .await
+        .expect("failover starts");
+    eventually(LIMIT, "the first failover to be followed", || async {
+        (lab.writer_record().await.as_deref() == Some(usw2.endpoint.as_str())).then_some(())
+    })
+    .await;
+
+    // Minutes later the new primary's Region goes dark too; us-west-1's writers fail.
+    lab.state.set_dark("us-west-2", true).await.expect("dark");
+    let blocked = eventually(LIMIT, "us-west-1's promoter to evaluate and refuse", || async {
+        errors(&cw1, "us-west-1", 5.0).await;
+        promoter_audits(&lab, "us-west-1").into_iter().find(|a| {
+            a["triggers"][0]["decision"]["reason"]
+                .as_str()
+                .is_some_and(|r| r.contains("cooldown"))
+        })
+    })
+    .await;
+    assert_eq!(blocked["outcome"], "no_op");
+    assert_eq!(lab.state.gds().failovers, 1, "no ping-pong");
+}

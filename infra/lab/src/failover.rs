@@ -81,6 +81,16 @@ async fn complete(lab: Arc<LabState>, target: usize) {
         g.failovers += 1;
     }
     lab.event(&new.name, &new.group, "Replication group promoted as primary");
+    // ElastiCache reports the failover on the other members too, in their own Regions.
+    for (i, r) in lab.regions.iter().enumerate() {
+        if i != target {
+            lab.event(
+                &r.name,
+                &r.group,
+                "Failover completed: this replication group is now a secondary",
+            );
+        }
+    }
     let message =
         serde_json::json!({ "ElastiCache:ReplicationGroupPromotedAsPrimary": new.group }).to_string();
     lab.publish(&new.name, "ElastiCache Notification", &message);
