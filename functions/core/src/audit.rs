@@ -59,6 +59,28 @@ impl Tally {
     }
 }
 
+impl Tally {
+    /// The tally of a whole invocation: one failure when it failed before any trigger did (a bad
+    /// event), otherwise one count per trigger outcome.
+    pub fn for_invocation(failed: bool, outcomes: &[Outcome]) -> Self {
+        if failed && !outcomes.contains(&Outcome::Failed) {
+            Self {
+                failed: 1,
+                ..Self::default()
+            }
+        } else {
+            Self::of(outcomes.iter().copied())
+        }
+    }
+}
+
+/// The Unix time in ms of `t` (0 before 1970), for EMF timestamps and Lambda deadlines.
+pub fn epoch_ms(t: std::time::SystemTime) -> u64 {
+    t.duration_since(std::time::UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}
+
 /// Renders `record` (any serialisable audit record, which must serialise to a JSON object) as one
 /// EMF line: the record's fields, plus the metric values and the `_aws` metadata that tells
 /// CloudWatch which fields are metrics. `timestamp_ms` is the invocation's end, in Unix ms.
@@ -144,6 +166,16 @@ mod tests {
             assert!(v.get(name).is_some(), "metric {name} declared but missing");
         }
         assert_eq!(v["_aws"]["Timestamp"], 1_700_000_000_000i64);
+    }
+
+    #[test]
+    fn an_invocation_that_failed_before_any_trigger_counts_one_failure() {
+        assert_eq!(Tally::for_invocation(true, &[]).failed, 1);
+        assert_eq!(
+            Tally::for_invocation(true, &[Outcome::Failed, Outcome::Failed]).failed,
+            2
+        );
+        assert_eq!(Tally::for_invocation(false, &[Outcome::Switched]).switched, 1);
     }
 
     #[test]

@@ -417,15 +417,7 @@ pub fn triage(
             reason,
             force,
         }) => {
-            let target =
-                Region::parse(target_region).map_err(|e| CommandRejected::BadRegion(e.to_string()))?;
-            if cfg.datastore.member_in(&target).is_none() {
-                let members: Vec<&str> = cfg.datastore.members.iter().map(|m| m.region.as_str()).collect();
-                return Err(CommandRejected::NotAMember(
-                    target.to_string(),
-                    members.join(", "),
-                ));
-            }
+            let target = crate::switch::member_region(target_region, &cfg.datastore)?;
             if force.contains(&GateName::State) {
                 return Err(CommandRejected::BadForce(
                     "the state gate cannot be forced: promoting during a failover, or a member that is not \
@@ -433,21 +425,12 @@ pub fn triage(
                         .into(),
                 ));
             }
-            let reason = reason.as_deref().map(str::trim).unwrap_or_default().to_owned();
-            if !dry_run || !force.is_empty() {
-                if confirm.as_deref() != Some(cfg.datastore.id.as_str()) {
-                    return Err(CommandRejected::ConfirmationRequired {
-                        expected: cfg.datastore.id.to_string(),
-                        got: confirm
-                            .as_ref()
-                            .map(|c| format!(", got {:?}", c.chars().take(80).collect::<String>()))
-                            .unwrap_or_default(),
-                    });
-                }
-                if reason.is_empty() {
-                    return Err(CommandRejected::ReasonRequired);
-                }
-            }
+            let reason = crate::switch::confirmed(
+                !dry_run || !force.is_empty(),
+                &cfg.datastore,
+                confirm.as_deref(),
+                reason.as_deref(),
+            )?;
             Ok(PromoterTriage::Act(PromoteIntent::Manual {
                 target,
                 dry_run: *dry_run,

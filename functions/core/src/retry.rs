@@ -95,6 +95,18 @@ impl Deadline {
         }
     }
 
+    /// The deadline of a Lambda invocation: `deadline_epoch_ms` is the runtime's deadline header,
+    /// `now_epoch_ms` the shell's clock; `margin` is kept in hand. A zero deadline (some local
+    /// runners send none) gets 30 s.
+    pub fn from_lambda(deadline_epoch_ms: u64, now_epoch_ms: u64, margin: Duration) -> Self {
+        let remaining = if deadline_epoch_ms == 0 {
+            Duration::from_secs(30)
+        } else {
+            Duration::from_millis(deadline_epoch_ms.saturating_sub(now_epoch_ms))
+        };
+        Self::after(remaining.saturating_sub(margin))
+    }
+
     pub fn remaining(&self) -> Duration {
         self.at.saturating_duration_since(Instant::now())
     }
@@ -178,6 +190,18 @@ mod tests {
     }
 
     const PLENTY: Duration = Duration::from_secs(60);
+
+    #[tokio::test(start_paused = true)]
+    async fn a_lambda_deadline_keeps_the_margin_and_a_missing_one_gets_thirty_seconds() {
+        let d = Deadline::from_lambda(10_000, 4_000, Duration::from_secs(1));
+        assert_eq!(d.remaining(), Duration::from_secs(5));
+        let past = Deadline::from_lambda(1_000, 4_000, Duration::from_secs(1));
+        assert_eq!(past.remaining(), Duration::ZERO);
+        assert_eq!(
+            Deadline::from_lambda(0, 4_000, Duration::ZERO).remaining(),
+            Duration::from_secs(30)
+        );
+    }
 
     #[test]
     fn permanent_errors_are_never_retried() {

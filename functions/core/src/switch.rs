@@ -67,6 +67,47 @@ pub enum CommandRejected {
     BadForce(String),
 }
 
+/// An operator's target Region, which must be a member of the datastore.
+pub fn member_region(
+    raw: &str,
+    datastore: &crate::config::DatastoreConfig,
+) -> Result<Region, CommandRejected> {
+    let target = Region::parse(raw).map_err(|e| CommandRejected::BadRegion(e.to_string()))?;
+    if datastore.member_in(&target).is_none() {
+        let members: Vec<&str> = datastore.members.iter().map(|m| m.region.as_str()).collect();
+        return Err(CommandRejected::NotAMember(
+            target.to_string(),
+            members.join(", "),
+        ));
+    }
+    Ok(target)
+}
+
+/// A command that changes something must repeat the datastore id in `confirm` and give a reason;
+/// returns the trimmed reason.
+pub fn confirmed(
+    needed: bool,
+    datastore: &crate::config::DatastoreConfig,
+    confirm: Option<&str>,
+    reason: Option<&str>,
+) -> Result<String, CommandRejected> {
+    let reason = reason.map(str::trim).unwrap_or_default().to_owned();
+    if needed {
+        if confirm != Some(datastore.id.as_str()) {
+            return Err(CommandRejected::ConfirmationRequired {
+                expected: datastore.id.to_string(),
+                got: confirm
+                    .map(|c| format!(", got {:?}", c.chars().take(80).collect::<String>()))
+                    .unwrap_or_default(),
+            });
+        }
+        if reason.is_empty() {
+            return Err(CommandRejected::ReasonRequired);
+        }
+    }
+    Ok(reason)
+}
+
 /// What a trigger asks for, once it is known to be worth reading AWS for.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "intent", rename_all = "snake_case")]
@@ -152,16 +193,7 @@ pub fn triage(trigger: &Trigger<SwitchCommand>, cfg: &SwitchConfig) -> Result<Tr
             reason,
             override_safety_rules,
         }) => {
-            let target =
-                Region::parse(target_region).map_err(|e| CommandRejected::BadRegion(e.to_string()))?;
-            if cfg.datastore.member_in(&target).is_none() {
-                let members: Vec<&str> = cfg.datastore.members.iter().map(|m| m.region.as_str()).collect();
-                return Err(CommandRejected::NotAMember(
-                    target.to_string(),
-                    members.join(", "),
-                ));
-            }
-            let reason = reason.as_deref().map(str::trim).unwrap_or_default().to_owned();
+            let target = member_region(target_region, &cfg.datastore)?;
             if !override_safety_rules.is_empty() {
                 if cfg.mode() != crate::config::RoutingMode::Arc {
                     return Err(CommandRejected::BadOverride(
@@ -178,22 +210,12 @@ pub fn triage(trigger: &Trigger<SwitchCommand>, cfg: &SwitchConfig) -> Result<Tr
                     )));
                 }
             }
-            if !dry_run || !override_safety_rules.is_empty() {
-                if confirm.as_deref() != Some(cfg.datastore.id.as_str()) {
-                    return Err(CommandRejected::ConfirmationRequired {
-                        expected: cfg.datastore.id.to_string(),
-                        got: match confirm {
-                            Some(c) => {
-                                format!(", got {:?}", c.chars().take(80).collect::<String>())
-                            }
-                            None => String::new(),
-                        },
-                    });
-                }
-                if reason.is_empty() {
-                    return Err(CommandRejected::ReasonRequired);
-                }
-            }
+            let reason = confirmed(
+                !dry_run || !override_safety_rules.is_empty(),
+                &cfg.datastore,
+                confirm.as_deref(),
+                reason.as_deref(),
+            )?;
             Ok(Triage::Act(Intent::ManualSwitch {
                 target,
                 dry_run: *dry_run,

@@ -5,7 +5,7 @@
 //! `FailoverGlobalReplicationGroup`, then follow it until the new primary is in place or the
 //! deadline nears. One audit/EMF line per invocation.
 
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime};
 
 use aws_config::SdkConfig;
 use failover_core::audit::{self, ErrorReport, Outcome, Tally};
@@ -95,14 +95,8 @@ pub struct AuditRecord {
 
 impl AuditRecord {
     pub fn emf_line(&self, namespace: &str, timestamp_ms: i64) -> String {
-        let tally = if self.error.is_some() && self.triggers.iter().all(|t| t.outcome != Outcome::Failed) {
-            Tally {
-                failed: 1,
-                ..Tally::default()
-            }
-        } else {
-            Tally::of(self.triggers.iter().map(|t| t.outcome))
-        };
+        let outcomes: Vec<Outcome> = self.triggers.iter().map(|t| t.outcome).collect();
+        let tally = Tally::for_invocation(self.error.is_some(), &outcomes);
         audit::emf_line(
             self,
             namespace,
@@ -183,16 +177,11 @@ impl Promoter {
     }
 
     pub fn deadline_for(&self, deadline_epoch_ms: u64) -> Deadline {
-        let now_ms = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(millis)
-            .unwrap_or(0);
-        let remaining = if deadline_epoch_ms == 0 {
-            Duration::from_secs(30)
-        } else {
-            Duration::from_millis(deadline_epoch_ms.saturating_sub(now_ms))
-        };
-        Deadline::after(remaining.saturating_sub(self.cfg.deadline_margin))
+        Deadline::from_lambda(
+            deadline_epoch_ms,
+            audit::epoch_ms(SystemTime::now()),
+            self.cfg.deadline_margin,
+        )
     }
 
     pub async fn lambda_handler(&self, event: LambdaEvent<Box<RawValue>>) -> Result<Value, PromoterError> {
@@ -200,10 +189,7 @@ impl Promoter {
         let inv = self
             .handle(event.payload.get(), &event.context.request_id, deadline)
             .await;
-        let now_ms = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-            .unwrap_or(0);
+        let now_ms = i64::try_from(audit::epoch_ms(SystemTime::now())).unwrap_or(i64::MAX);
         println!("{}", inv.audit.emf_line(&self.cfg.metrics_namespace, now_ms));
         inv.result
     }

@@ -6,7 +6,7 @@
 //! (Global Datastore and record, concurrently), decide, act, and observe again when the plan says
 //! to wait or the record moved under us. One audit/EMF line is written per invocation.
 
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime};
 
 use aws_config::SdkConfig;
 use failover_core::audit::{self, ErrorReport, Outcome, Tally};
@@ -210,15 +210,8 @@ pub struct AuditRecord {
 impl AuditRecord {
     /// The EMF line for this record, stamped `timestamp_ms`.
     pub fn emf_line(&self, namespace: &str, timestamp_ms: i64) -> String {
-        let tally = if self.error.is_some() && self.triggers.iter().all(|t| t.outcome != Outcome::Failed) {
-            // The invocation failed before any trigger did (bad event): still one failure.
-            Tally {
-                failed: 1,
-                ..Tally::default()
-            }
-        } else {
-            Tally::of(self.triggers.iter().map(|t| t.outcome))
-        };
+        let outcomes: Vec<Outcome> = self.triggers.iter().map(|t| t.outcome).collect();
+        let tally = Tally::for_invocation(self.error.is_some(), &outcomes);
         audit::emf_line(
             self,
             namespace,
@@ -294,16 +287,11 @@ impl TrafficSwitch {
     /// The deadline for an invocation whose Lambda deadline is `deadline_epoch_ms`, less the
     /// configured margin. A zero deadline (some local runners) gets 30 s.
     pub fn deadline_for(&self, deadline_epoch_ms: u64) -> Deadline {
-        let now_ms = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(millis)
-            .unwrap_or(0);
-        let remaining = if deadline_epoch_ms == 0 {
-            Duration::from_secs(30)
-        } else {
-            Duration::from_millis(deadline_epoch_ms.saturating_sub(now_ms))
-        };
-        Deadline::after(remaining.saturating_sub(self.cfg.deadline_margin))
+        Deadline::from_lambda(
+            deadline_epoch_ms,
+            audit::epoch_ms(SystemTime::now()),
+            self.cfg.deadline_margin,
+        )
     }
 
     /// The Lambda entry point: handles the event, writes the audit/EMF line to stdout, returns the
@@ -313,10 +301,7 @@ impl TrafficSwitch {
         let inv = self
             .handle(event.payload.get(), &event.context.request_id, deadline)
             .await;
-        let now_ms = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-            .unwrap_or(0);
+        let now_ms = i64::try_from(audit::epoch_ms(SystemTime::now())).unwrap_or(i64::MAX);
         println!("{}", inv.audit.emf_line(&self.cfg.metrics_namespace, now_ms));
         inv.result
     }
