@@ -81,6 +81,82 @@ pub fn epoch_ms(t: std::time::SystemTime) -> u64 {
         .unwrap_or(0)
 }
 
+/// What a per-trigger report must tell the invocation record.
+pub trait HasOutcome {
+    fn outcome(&self) -> Outcome;
+}
+
+/// The audit record of one invocation, for any function: the fields every function shares, its
+/// own (`extra`, flattened) and its per-trigger reports. Written as one JSON/EMF line and returned
+/// as the invocation's response, so a console user sees exactly what the logs keep.
+#[derive(Debug, Clone, Serialize)]
+pub struct AuditRecord<T, X> {
+    pub audit: &'static str,
+    pub request_id: String,
+    pub function_region: String,
+    pub global_datastore: String,
+    #[serde(flatten)]
+    pub extra: X,
+    pub outcome: Outcome,
+    pub triggers: Vec<T>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<ErrorReport>,
+    pub duration_ms: u64,
+}
+
+impl<T: Serialize + HasOutcome, X: Serialize> AuditRecord<T, X> {
+    pub fn new(
+        function: &'static str,
+        request_id: &str,
+        function_region: String,
+        global_datastore: String,
+        extra: X,
+    ) -> Self {
+        Self {
+            audit: function,
+            request_id: request_id.to_owned(),
+            function_region,
+            global_datastore,
+            extra,
+            outcome: Outcome::Failed,
+            triggers: Vec::new(),
+            error: None,
+            duration_ms: 0,
+        }
+    }
+
+    /// Records how the invocation ended: the highest trigger outcome, or the error.
+    pub fn finish(&mut self, duration_ms: u64, error: Option<ErrorReport>) {
+        self.duration_ms = duration_ms;
+        self.outcome = match &error {
+            Some(_) => Outcome::Failed,
+            None => self
+                .triggers
+                .iter()
+                .map(HasOutcome::outcome)
+                .max()
+                .unwrap_or(Outcome::Ignored),
+        };
+        self.error = error;
+    }
+
+    /// The EMF line for this record, stamped `timestamp_ms`.
+    pub fn emf_line(&self, namespace: &str, timestamp_ms: i64) -> String {
+        let outcomes: Vec<Outcome> = self.triggers.iter().map(HasOutcome::outcome).collect();
+        emf_line(
+            self,
+            namespace,
+            &[
+                ("Function", self.audit),
+                ("GlobalDatastore", &self.global_datastore),
+            ],
+            Tally::for_invocation(self.error.is_some(), &outcomes),
+            self.duration_ms,
+            timestamp_ms,
+        )
+    }
+}
+
 /// Renders `record` (any serialisable audit record, which must serialise to a JSON object) as one
 /// EMF line: the record's fields, plus the metric values and the `_aws` metadata that tells
 /// CloudWatch which fields are metrics. `timestamp_ms` is the invocation's end, in Unix ms.

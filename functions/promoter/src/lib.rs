@@ -8,7 +8,7 @@
 use std::time::{Duration, Instant, SystemTime};
 
 use aws_config::SdkConfig;
-use failover_core::audit::{self, ErrorReport, Outcome, Tally};
+use failover_core::audit::{self, ErrorReport, Outcome};
 use failover_core::aws::cloudwatch::CloudWatch;
 use failover_core::aws::elasticache::ElastiCache;
 use failover_core::config::PromoterConfig;
@@ -79,37 +79,14 @@ pub struct TriggerReport {
     pub duration_ms: u64,
 }
 
-/// The audit record: one per invocation, also the response.
-#[derive(Debug, Clone, Serialize)]
-pub struct AuditRecord {
-    pub audit: &'static str,
-    pub request_id: String,
-    pub function_region: String,
-    pub global_datastore: String,
-    pub outcome: Outcome,
-    pub triggers: Vec<TriggerReport>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub error: Option<ErrorReport>,
-    pub duration_ms: u64,
-}
-
-impl AuditRecord {
-    pub fn emf_line(&self, namespace: &str, timestamp_ms: i64) -> String {
-        let outcomes: Vec<Outcome> = self.triggers.iter().map(|t| t.outcome).collect();
-        let tally = Tally::for_invocation(self.error.is_some(), &outcomes);
-        audit::emf_line(
-            self,
-            namespace,
-            &[
-                ("Function", FUNCTION),
-                ("GlobalDatastore", &self.global_datastore),
-            ],
-            tally,
-            self.duration_ms,
-            timestamp_ms,
-        )
+impl audit::HasOutcome for TriggerReport {
+    fn outcome(&self) -> Outcome {
+        self.outcome
     }
 }
+
+/// The promoter's audit record: one per invocation, also the response.
+pub type AuditRecord = audit::AuditRecord<TriggerReport, ()>;
 
 #[derive(Debug)]
 pub struct Invocation {
@@ -196,35 +173,24 @@ impl Promoter {
 
     pub async fn handle(&self, raw: &str, request_id: &str, deadline: Deadline) -> Invocation {
         let started = Instant::now();
-        let mut audit = AuditRecord {
-            audit: FUNCTION,
-            request_id: request_id.to_owned(),
-            function_region: self.cfg.function_region.to_string(),
-            global_datastore: self.cfg.datastore.id.to_string(),
-            outcome: Outcome::Failed,
-            triggers: Vec::new(),
-            error: None,
-            duration_ms: 0,
-        };
+        let mut audit = AuditRecord::new(
+            FUNCTION,
+            request_id,
+            self.cfg.function_region.to_string(),
+            self.cfg.datastore.id.to_string(),
+            (),
+        );
         let result = self.handle_into(raw, deadline, &mut audit).await;
-        audit.duration_ms = millis(started.elapsed());
-        match &result {
-            Ok(()) => {
-                audit.outcome = audit
-                    .triggers
-                    .iter()
-                    .map(|t| t.outcome)
-                    .max()
-                    .unwrap_or(Outcome::Ignored)
-            }
-            Err(e) => {
-                audit.error = Some(ErrorReport {
-                    error_type: e.error_type().to_owned(),
-                    message: e.to_string(),
-                });
-                tracing::error!(error = %e, "invocation failed");
-            }
+        if let Err(e) = &result {
+            tracing::error!(error = %e, "invocation failed");
         }
+        audit.finish(
+            millis(started.elapsed()),
+            result.as_ref().err().map(|e| ErrorReport {
+                error_type: e.error_type().to_owned(),
+                message: e.to_string(),
+            }),
+        );
         let result = result.map(|()| serde_json::to_value(&audit).unwrap_or(Value::Null));
         Invocation { audit, result }
     }

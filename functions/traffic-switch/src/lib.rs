@@ -9,7 +9,7 @@
 use std::time::{Duration, Instant, SystemTime};
 
 use aws_config::SdkConfig;
-use failover_core::audit::{self, ErrorReport, Outcome, Tally};
+use failover_core::audit::{self, ErrorReport, Outcome};
 use failover_core::aws::arc::{ArcCluster, ArcFailure};
 use failover_core::aws::elasticache::ElastiCache;
 use failover_core::aws::route53::{ChangeError, ReadRecord, Route53};
@@ -189,42 +189,22 @@ impl TriggerReport {
     }
 }
 
-/// The audit record: one per invocation, written as one JSON line (with EMF metrics) and returned
-/// as the invocation's response, so a console user sees exactly what the logs keep.
+/// What the traffic switch adds to the shared audit record.
 #[derive(Debug, Clone, Serialize)]
-pub struct AuditRecord {
-    pub audit: &'static str,
-    pub request_id: String,
-    pub function_region: String,
-    pub global_datastore: String,
+pub struct SwitchAudit {
     pub mode: RoutingMode,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub record_name: Option<String>,
-    pub outcome: Outcome,
-    pub triggers: Vec<TriggerReport>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub error: Option<ErrorReport>,
-    pub duration_ms: u64,
 }
 
-impl AuditRecord {
-    /// The EMF line for this record, stamped `timestamp_ms`.
-    pub fn emf_line(&self, namespace: &str, timestamp_ms: i64) -> String {
-        let outcomes: Vec<Outcome> = self.triggers.iter().map(|t| t.outcome).collect();
-        let tally = Tally::for_invocation(self.error.is_some(), &outcomes);
-        audit::emf_line(
-            self,
-            namespace,
-            &[
-                ("Function", FUNCTION),
-                ("GlobalDatastore", &self.global_datastore),
-            ],
-            tally,
-            self.duration_ms,
-            timestamp_ms,
-        )
+impl audit::HasOutcome for TriggerReport {
+    fn outcome(&self) -> Outcome {
+        self.outcome
     }
 }
+
+/// The traffic switch's audit record: one per invocation.
+pub type AuditRecord = audit::AuditRecord<TriggerReport, SwitchAudit>;
 
 /// An invocation's audit record and its result.
 #[derive(Debug)]
@@ -309,38 +289,27 @@ impl TrafficSwitch {
     /// Handles one raw event. Never panics; every failure is in `result` and in the audit record.
     pub async fn handle(&self, raw: &str, request_id: &str, deadline: Deadline) -> Invocation {
         let started = Instant::now();
-        let mut audit = AuditRecord {
-            audit: FUNCTION,
-            request_id: request_id.to_owned(),
-            function_region: self.cfg.function_region.to_string(),
-            global_datastore: self.cfg.datastore.id.to_string(),
-            mode: self.cfg.mode(),
-            record_name: match &self.cfg.routing {
-                Routing::Dns(dns) => Some(dns.record_name.to_string()),
-                Routing::Arc(_) => None,
+        let mut audit = AuditRecord::new(
+            FUNCTION,
+            request_id,
+            self.cfg.function_region.to_string(),
+            self.cfg.datastore.id.to_string(),
+            SwitchAudit {
+                mode: self.cfg.mode(),
+                record_name: match &self.cfg.routing {
+                    Routing::Dns(dns) => Some(dns.record_name.to_string()),
+                    Routing::Arc(_) => None,
+                },
             },
-            outcome: Outcome::Failed,
-            triggers: Vec::new(),
-            error: None,
-            duration_ms: 0,
-        };
+        );
         let result = self.handle_into(raw, deadline, &mut audit).await;
-        audit.duration_ms = millis(started.elapsed());
-        match &result {
-            Ok(()) => {
-                audit.outcome = audit
-                    .triggers
-                    .iter()
-                    .map(|t| t.outcome)
-                    .max()
-                    .unwrap_or(Outcome::Ignored);
-            }
-            Err(e) => {
-                audit.outcome = Outcome::Failed;
-                audit.error = Some(e.report());
-                tracing::error!(error = %e, error_type = e.error_type(), "invocation failed");
-            }
+        if let Err(e) = &result {
+            tracing::error!(error = %e, error_type = e.error_type(), "invocation failed");
         }
+        audit.finish(
+            millis(started.elapsed()),
+            result.as_ref().err().map(SwitchError::report),
+        );
         let result = result.map(|()| serde_json::to_value(&audit).unwrap_or(Value::Null));
         Invocation { audit, result }
     }
