@@ -346,7 +346,7 @@ pub enum PromoterCommand {
     /// Promote the member in `target_region`.
     Promote {
         target_region: String,
-        #[serde(default = "default_true")]
+        #[serde(default = "crate::switch::default_true")]
         dry_run: bool,
         #[serde(default)]
         confirm: Option<String>,
@@ -356,10 +356,6 @@ pub enum PromoterCommand {
         #[serde(default)]
         force: Vec<GateName>,
     },
-}
-
-fn default_true() -> bool {
-    true
 }
 
 /// What a trigger asks of the promoter.

@@ -44,7 +44,8 @@ pub enum SwitchCommand {
     },
 }
 
-fn default_true() -> bool {
+/// Manual commands default to a dry run: one that forgot the flag only reports.
+pub(crate) fn default_true() -> bool {
     true
 }
 

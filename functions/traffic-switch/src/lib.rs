@@ -108,6 +108,16 @@ pub struct ActionReport {
 }
 
 impl ActionReport {
+    /// The report of the `DescribeGlobalReplicationGroups` every observation starts with.
+    fn describe<T>(result: &Result<Done<T>, AwsFault>, duration_ms: u64) -> Self {
+        Self::of(
+            "elasticache.describe_global_replication_groups",
+            result,
+            duration_ms,
+            Value::Null,
+        )
+    }
+
     /// The report of a retried call that returned `result`.
     fn of<T>(
         action: &'static str,
@@ -378,12 +388,7 @@ impl TrafficSwitch {
             Routing::Dns(dns) => {
                 let (ds, rec) = tokio::join!(describe, self.route53.read_record(dns, &budget));
                 let elapsed = millis(started.elapsed());
-                report.actions.push(ActionReport::of(
-                    "elasticache.describe_global_replication_groups",
-                    &ds,
-                    elapsed,
-                    Value::Null,
-                ));
+                report.actions.push(ActionReport::describe(&ds, elapsed));
                 report.actions.push(ActionReport::of(
                     "route53.list_resource_record_sets",
                     &rec,
@@ -408,12 +413,7 @@ impl TrafficSwitch {
                 let start = rand::random_range(0..cluster.len().max(1));
                 let (ds, states) = tokio::join!(describe, cluster.read_states(&arns, &deadline, start));
                 let elapsed = millis(started.elapsed());
-                report.actions.push(ActionReport::of(
-                    "elasticache.describe_global_replication_groups",
-                    &ds,
-                    elapsed,
-                    Value::Null,
-                ));
+                report.actions.push(ActionReport::describe(&ds, elapsed));
                 report
                     .actions
                     .push(arc_report("arc.get_routing_control_state", &states, elapsed));
