@@ -75,6 +75,7 @@ pub fn fixture(name: &str) -> &'static str {
         "manual-switch-break-glass.json" => {
             include_str!("../events/traffic-switch/manual-switch-break-glass.json")
         }
+        "region-switch-step.json" => include_str!("../events/traffic-switch/region-switch-step.json"),
         "invalid-switch-unconfirmed.json" => {
             include_str!("../events/traffic-switch/invalid-switch-unconfirmed.json")
         }
@@ -101,6 +102,7 @@ pub const FIXTURES: &[&str] = &[
     "manual-switch-dry-run.json",
     "manual-switch.json",
     "manual-switch-break-glass.json",
+    "region-switch-step.json",
     "invalid-switch-unconfirmed.json",
     "invalid-unknown-shape.json",
 ];

@@ -53,6 +53,16 @@ fn promotions_for_members_ask_to_follow_the_promotion() {
 }
 
 #[test]
+fn a_region_switch_step_asks_the_switch_to_follow_the_primary() {
+    match triaged("region-switch-step.json") {
+        Ok(Triage::Act(failover_core::switch::Intent::FollowPrimary { because })) => {
+            assert!(because.contains("arc-region-switch"), "{because}")
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
 fn fixtures_that_must_be_ignored_are() {
     for name in [
         "promotion-other-group.json",

@@ -211,3 +211,44 @@ async fn the_cooldown_stops_a_ping_pong_back_to_the_old_primary() {
     assert_eq!(blocked["outcome"], "no_op");
     assert_eq!(lab.state.gds().failovers, 1, "no ping-pong");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_region_switch_plan_step_promotes_its_region_and_a_retried_step_succeeds_without_a_second_failover()
+{
+    let lab = lab_with_promoter().await;
+    let usw2 = &lab.state.regions[1];
+    let step: Value = serde_json::from_str(
+        &std::fs::read_to_string(format!(
+            "{}/../events/promoter/region-switch-step.json",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .expect("fixture"),
+    )
+    .expect("json");
+    let f = lab.state.function("us-west-2", "promoter").expect("promoter");
+
+    // A planned switch: both Regions healthy, no write errors anywhere.
+    let response = f
+        .invoke_sync(step.clone(), "region-switch")
+        .await
+        .expect("the step succeeds");
+    assert_eq!(response["outcome"], "switched", "{response:#}");
+    let gds = lab.state.gds();
+    assert_eq!(gds.failovers, 1);
+    assert_eq!(
+        gds.status, "available",
+        "the step returns only once the promotion is done"
+    );
+    eventually(LIMIT, "the traffic switch to follow", || async {
+        (lab.writer_record().await.as_deref() == Some(usw2.endpoint.as_str())).then_some(())
+    })
+    .await;
+
+    // Region switch retries a step it did not see succeed: the retry is a success, not a failover.
+    let again = f
+        .invoke_sync(step, "region-switch")
+        .await
+        .expect("the retry succeeds");
+    assert_eq!(again["outcome"], "no_op", "{again:#}");
+    assert_eq!(lab.state.gds().failovers, 1);
+}

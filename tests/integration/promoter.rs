@@ -51,7 +51,8 @@ fn triaged(name: &str) -> Result<PromoterTriage, String> {
 fn every_promoter_fixture_triages_as_its_name_says() {
     let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../events/promoter");
     let count = std::fs::read_dir(dir).expect("events/promoter").count();
-    let expected: [(&str, &str); 8] = [
+    let expected: [(&str, &str); 9] = [
+        ("region-switch-step.json", "region_switch"),
         ("alarm-writes-failing.json", "automatic"),
         ("schedule.json", "automatic"),
         ("alarm-writes-ok.json", "ignore"),
@@ -67,6 +68,7 @@ fn every_promoter_fixture_triages_as_its_name_says() {
             Ok(PromoterTriage::Act(PromoteIntent::Automatic { .. })) => "automatic",
             Ok(PromoterTriage::Act(PromoteIntent::Evaluate)) => "evaluate",
             Ok(PromoterTriage::Act(PromoteIntent::Manual { .. })) => "manual",
+            Ok(PromoterTriage::Act(PromoteIntent::RegionSwitch { .. })) => "region_switch",
             Ok(PromoterTriage::Ignore { .. }) => "ignore",
             Err(_) => "error",
         };
@@ -213,4 +215,82 @@ async fn invoke_promoter(p: &Promoter, event: &str) -> promoter::Invocation {
         failover_core::retry::Deadline::after(std::time::Duration::from_secs(20)),
     )
     .await
+}
+
+// ---- ARC Region switch custom-action step ----
+
+/// Describe answers: `before` reads with us-west-1 PRIMARY, then us-west-2 PRIMARY for good.
+fn promoted_after(before: usize) -> Rule {
+    mock!(aws_sdk_elasticache::Client::describe_global_replication_groups)
+        .sequence()
+        .output(|| described("available", USW1))
+        .times(before)
+        .output(|| described("available", USW2))
+        .repeatedly()
+        .build()
+}
+
+fn ok_failover() -> Rule {
+    mock!(aws_sdk_elasticache::Client::failover_global_replication_group)
+        .then_output(|| FailoverGlobalReplicationGroupOutput::builder().build())
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_region_switch_step_promotes_a_healthy_primary_away_and_succeeds_once_its_region_is_primary() {
+    // A planned switch: the write-error alarms are OK, which would block an automatic promotion.
+    let (describe, failover, events) = (promoted_after(2), ok_failover(), no_events());
+    let (a, lag) = (alarm(StateValue::Ok), no_lag());
+    let p = promoter(&[&describe, &failover, &events], cloudwatch(&[&a, &lag]));
+    let inv = invoke_promoter(&p, &fixture("region-switch-step.json")).await;
+    let response = inv.result.expect("the step succeeds");
+    assert_eq!(failover.num_calls(), 1);
+    assert_eq!(inv.audit.outcome, Outcome::Switched);
+    let report = &response["triggers"][0];
+    assert_eq!(report["activation"]["region"], "us-west-2");
+    // The gates a plan execution stands in for, reported as forced past (cooldown passed anyway).
+    assert_eq!(
+        report["decision"]["forced"],
+        serde_json::json!(["signal", "vantage"])
+    );
+    assert_eq!(
+        report["actions"]
+            .as_array()
+            .and_then(|a| a.last())
+            .map(|a| &a["final"]),
+        Some(&serde_json::json!("done"))
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_retried_region_switch_step_after_the_promotion_succeeds_without_a_second_failover() {
+    let (describe, failover) = (primary_is(USW2), ok_failover());
+    let p = promoter(&[&describe, &failover], cloudwatch(&[]));
+    let inv = invoke_promoter(&p, &fixture("region-switch-step.json")).await;
+    assert!(inv.result.is_ok(), "{:?}", inv.result);
+    assert_eq!(inv.audit.outcome, Outcome::NoOp);
+    assert_eq!(failover.num_calls(), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_region_switch_step_whose_promotion_does_not_finish_fails_so_region_switch_retries_it() {
+    let (describe, failover, events) = (primary_is(USW1), ok_failover(), no_events());
+    let (a, lag) = (alarm(StateValue::Ok), no_lag());
+    let p = promoter(&[&describe, &failover, &events], cloudwatch(&[&a, &lag]));
+    let inv = invoke_promoter(&p, &fixture("region-switch-step.json")).await;
+    let err = inv.result.expect_err("not primary before the deadline");
+    assert_eq!(err.error_type(), "PromotionPending");
+    assert!(err.to_string().contains(USW2), "{err}");
+    assert_eq!(failover.num_calls(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_region_switch_step_for_a_region_outside_the_datastore_changes_nothing() {
+    let (describe, failover) = (primary_is(USW1), ok_failover());
+    let p = promoter(&[&describe, &failover], cloudwatch(&[]));
+    let step = fixture("region-switch-step.json").replace("\"us-west-2\"", "\"eu-west-1\"");
+    let inv = invoke_promoter(&p, &step).await;
+    let err = inv.result.expect_err("refused");
+    assert_eq!(err.error_type(), "Refused");
+    assert!(err.to_string().contains("eu-west-1"), "{err}");
+    assert_eq!(describe.num_calls() + failover.num_calls(), 0);
 }

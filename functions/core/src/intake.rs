@@ -2,8 +2,9 @@
 //!
 //! Shapes: SNS records carrying an ElastiCache notification (JSON or plain text) or a CloudWatch
 //! alarm; the EventBridge "CloudWatch Alarm State Change" event; the payload of an alarm's direct
-//! Lambda action; and manual commands typed into the console. Anything else is an error that names
-//! what was wrong — intake never guesses.
+//! Lambda action; EventBridge schedules; the step of an ARC Region switch plan (recognised by its
+//! plan ARN, see [`crate::region_switch`]); and manual commands typed into the console. Anything
+//! else is an error that names what was wrong.
 
 use aws_lambda_events::sns::SnsEvent;
 use chrono::{DateTime, Utc};
@@ -32,7 +33,7 @@ pub enum IntakeError {
     #[error("event must be a JSON object, got {0}")]
     NotAnObject(&'static str),
     #[error(
-        "event has an unknown shape (top-level keys: {keys}); expected SNS Records, a CloudWatch alarm event or a command"
+        "event has an unknown shape (top-level keys: {keys}); expected SNS Records, a CloudWatch alarm event, a schedule, a Region switch step or a command"
     )]
     UnknownShape { keys: String },
     #[error("event has {count} records, more than the {max} accepted")]
@@ -114,6 +115,8 @@ pub enum Trigger<C> {
     Schedule {
         time: String,
     },
+    /// A custom-action Lambda step of an ARC Region switch plan execution.
+    RegionSwitch(crate::region_switch::RegionSwitchStep),
     Command(C),
 }
 
@@ -156,6 +159,9 @@ pub fn parse_event<C: DeserializeOwned>(raw: &str) -> Result<Vec<Trigger<C>>, In
     }
     if obj.contains_key("alarmData") {
         return parse_direct_alarm(&obj).map(|a| vec![Trigger::Alarm(a)]);
+    }
+    if let Some(step) = crate::region_switch::parse(&obj) {
+        return Ok(vec![Trigger::RegionSwitch(step)]);
     }
     let mut keys: Vec<&str> = obj.keys().map(String::as_str).take(8).collect();
     if obj.len() > keys.len() {

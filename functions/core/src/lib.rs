@@ -4,6 +4,7 @@
 //! - [`switch`]: the traffic switch's pure decisions.
 //! - [`observed`]: the plain view of AWS the decisions read.
 //! - [`aws`]: one adapter per AWS service; [`fault`] and [`retry`]: how calls fail and retry.
+//! - [`region_switch`]: the (undocumented) payload of an ARC Region switch custom-action step.
 //! - [`audit`]: the audit record / EMF line every invocation leaves.
 //! - [`config`] and [`ids`]: configuration and the identifiers it is made of.
 
@@ -15,6 +16,7 @@ pub mod ids;
 pub mod intake;
 pub mod observed;
 pub mod promote;
+pub mod region_switch;
 pub mod retry;
 pub mod rotation;
 pub mod switch;

@@ -25,6 +25,7 @@ use serde::{Deserialize, Serialize};
 use crate::ids::{Region, ReplicationGroupId};
 use crate::intake::AlarmState;
 use crate::observed::{DatastoreView, Role};
+use crate::region_switch::RegionSwitchStep;
 
 /// The gates, by the names operators use in `force`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -327,7 +328,7 @@ pub fn evaluate(
             format!("every gate agrees: promote {} ({})", target.group, target.region)
         } else {
             format!(
-                "promote {} ({}) with gates forced by the operator: {forced:?}",
+                "promote {} ({}) with gates forced past: {forced:?}",
                 target.group, target.region
             )
         },
@@ -373,7 +374,17 @@ pub enum PromoteIntent {
         reason: String,
         force: Vec<GateName>,
     },
+    /// A custom-action step of an ARC Region switch plan: make the activating Region primary.
+    /// Starting the plan execution was the decision to move, so the gates that exist to confirm an
+    /// *automatic* decision ([`REGION_SWITCH_WAIVES`]) are waived and reported as forced; `state`
+    /// and `data_loss` still hold. Success means the Region is primary: the plan's next steps rely
+    /// on it, and a step that runs out of time fails so that Region switch retries it.
+    RegionSwitch { step: RegionSwitchStep },
 }
+
+/// The gates a Region switch plan execution stands in for: it is an operator's (or its trigger's)
+/// decision that the application moves, made with its own evidence and its own minimum interval.
+pub const REGION_SWITCH_WAIVES: [GateName; 3] = [GateName::Signal, GateName::Vantage, GateName::Cooldown];
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "triage", rename_all = "snake_case")]
@@ -404,6 +415,9 @@ pub fn triage(
         })),
         Trigger::Schedule { time } => Ok(PromoterTriage::Act(PromoteIntent::Automatic {
             because: format!("scheduled re-evaluation at {time}"),
+        })),
+        Trigger::RegionSwitch(step) => Ok(PromoterTriage::Act(PromoteIntent::RegionSwitch {
+            step: step.clone(),
         })),
         Trigger::Command(PromoterCommand::Evaluate {}) => Ok(PromoterTriage::Act(PromoteIntent::Evaluate)),
         Trigger::Command(PromoterCommand::Promote {
@@ -635,6 +649,49 @@ mod tests {
         assert!(d.promote.is_none());
         o.last_failover = Some(now() - chrono::Duration::minutes(31));
         assert!(evaluate(&target(), &o, &policy(), now(), &[]).promote.is_some());
+    }
+
+    #[test]
+    fn a_region_switch_plan_waives_signal_vantage_and_cooldown_but_never_state_or_data_loss() {
+        // A planned switch: nothing fails, the primary looks healthy, a failover was recent.
+        let mut planned = down();
+        planned.signal = vec![reading("us-west-2", "writes-failing-usw2", Ok(AlarmState::Ok))];
+        planned.vantage = vec![reading("us-west-1", "writes-failing-usw1", Ok(AlarmState::Ok))];
+        planned.last_failover = Some(now() - chrono::Duration::minutes(5));
+        assert!(
+            evaluate(&target(), &planned, &policy(), now(), &[])
+                .promote
+                .is_none()
+        );
+        let d = evaluate(&target(), &planned, &policy(), now(), &REGION_SWITCH_WAIVES);
+        assert_eq!(d.promote, Some(target()));
+        assert_eq!(d.forced, REGION_SWITCH_WAIVES.to_vec());
+
+        let mut lagging = planned.clone();
+        lagging.lag = Some((9.0, now()));
+        let d = evaluate(&target(), &lagging, &policy(), now(), &REGION_SWITCH_WAIVES);
+        assert_eq!(verdict(&d, GateName::DataLoss), Verdict::Block);
+        assert!(d.promote.is_none());
+
+        let mut busy = planned;
+        busy.datastore.status = "modifying".into();
+        let d = evaluate(&target(), &busy, &policy(), now(), &REGION_SWITCH_WAIVES);
+        assert_eq!(verdict(&d, GateName::State), Verdict::Block);
+    }
+
+    #[test]
+    fn a_region_switch_step_is_acted_on_by_the_promoter() {
+        let raw = r#"{"planArn":"arn:aws:arc-region-switch::123456789012:plan/sessions:abc123"}"#;
+        let Ok(triggers) = crate::intake::parse_event::<PromoterCommand>(raw) else {
+            panic!("a Region switch step must parse")
+        };
+        let [trigger] = triggers.as_slice() else {
+            panic!("{triggers:?}")
+        };
+        assert!(matches!(
+            triage(trigger, &promoter_cfg()),
+            Ok(PromoterTriage::Act(PromoteIntent::RegionSwitch { .. }))
+        ));
     }
 
     fn promoter_cfg() -> crate::config::PromoterConfig {

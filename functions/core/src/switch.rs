@@ -118,8 +118,9 @@ pub enum Intent {
         group: ReplicationGroupId,
         region: Region,
     },
-    /// An alarm fired: make sure writers are on whoever is primary now.
-    FollowPrimary { alarm: String },
+    /// An alarm fired, or a Region switch plan ran this step: make sure writers are on whoever is
+    /// primary now.
+    FollowPrimary { because: String },
     /// An operator asked for writers to go to this Region.
     ManualSwitch {
         target: Region,
@@ -186,6 +187,15 @@ pub fn triage(trigger: &Trigger<SwitchCommand>, cfg: &SwitchConfig) -> Result<Tr
         },
         Trigger::Alarm(a) => Ok(triage_alarm(a, cfg)),
         Trigger::Schedule { .. } => ignore("the traffic switch does not act on schedules".to_owned()),
+        // A plan step after the promotion: writers follow whoever is primary, never a Region the
+        // payload names (the datastore is the only authority on that).
+        Trigger::RegionSwitch(step) => Ok(Triage::Act(Intent::FollowPrimary {
+            because: format!(
+                "Region switch plan {} (execution {}) ran this step",
+                step.plan_arn,
+                step.execution_id.as_deref().unwrap_or("unknown")
+            ),
+        })),
         Trigger::Command(SwitchCommand::Status {}) => Ok(Triage::Act(Intent::Status)),
         Trigger::Command(SwitchCommand::Switch {
             target_region,
@@ -235,7 +245,7 @@ fn triage_alarm(a: &AlarmChange, cfg: &SwitchConfig) -> Triage {
     }
     match a.new_state {
         AlarmState::Alarm => Triage::Act(Intent::FollowPrimary {
-            alarm: a.name.clone(),
+            because: format!("alarm {} is in ALARM", a.name),
         }),
         AlarmState::Ok | AlarmState::InsufficientData => Triage::Ignore {
             reason: format!(
@@ -401,13 +411,10 @@ fn target<'a>(intent: &Intent, observed: &Observed, cfg: &'a SwitchConfig) -> Re
                 format!("{} ({}) was promoted and is PRIMARY", member.group, member.region),
             )
         }
-        Intent::FollowPrimary { alarm } => at(
+        Intent::FollowPrimary { because } => at(
             false,
             Vec::new(),
-            format!(
-                "alarm {alarm} is in ALARM; the primary is {} ({})",
-                member.group, member.region
-            ),
+            format!("{because}; the primary is {} ({})", member.group, member.region),
         ),
         Intent::ManualSwitch {
             target,

@@ -198,7 +198,7 @@ fn only_an_alarm_entering_alarm_asks_to_follow_the_primary() {
     assert_eq!(
         act(&alarm("primary-unreachable", AlarmState::Alarm)),
         Intent::FollowPrimary {
-            alarm: "primary-unreachable".into()
+            because: "alarm primary-unreachable is in ALARM".into()
         }
     );
     for state in [AlarmState::Ok, AlarmState::InsufficientData] {
@@ -424,6 +424,33 @@ fn an_alarm_moves_writers_to_whoever_is_primary_now() {
         &cfg(),
     );
     assert!(matches!(plan, Plan::NoOp { .. }), "{plan:?}");
+}
+
+#[test]
+fn a_region_switch_step_moves_writers_to_the_primary_not_to_the_region_its_payload_names() {
+    let raw = serde_json::json!({
+        "planArn": "arn:aws:arc-region-switch::123456789012:plan/sessions:abc123",
+        "executionId": "exec-1",
+        "activateRegion": "us-west-1",
+    });
+    let Ok(triggers) = crate::intake::parse_event::<SwitchCommand>(&raw.to_string()) else {
+        panic!("a Region switch step must parse");
+    };
+    let [trigger] = triggers.as_slice() else {
+        panic!("{triggers:?}")
+    };
+    let intent = act(trigger);
+    // us-west-1 is named, but us-west-2 is the primary: writers go to the primary.
+    let plan = decide(
+        &intent,
+        &observed("available", "sessions-usw2", cname(EP1)),
+        &cfg(),
+    );
+    assert_eq!(switched_to(&plan), EP2);
+    match plan {
+        Plan::Switch { ref reason, .. } => assert!(reason.contains("exec-1"), "{plan:?}"),
+        ref other => panic!("{other:?}"),
+    }
 }
 
 #[test]

@@ -13,14 +13,17 @@ use failover_core::aws::cloudwatch::CloudWatch;
 use failover_core::aws::elasticache::ElastiCache;
 use failover_core::config::PromoterConfig;
 use failover_core::fault::AwsFault;
+use failover_core::ids::Region;
 use failover_core::intake::{self, IntakeError, Trigger};
-use failover_core::observed::Role;
+use failover_core::observed::{DatastoreView, Role};
 use failover_core::promote::{
     self, AlarmReading, PromoteDecision, PromoteIntent, PromoteObserved, PromoterCommand, PromoterTriage,
-    Promotion,
+    Promotion, REGION_SWITCH_WAIVES,
 };
+use failover_core::region_switch::Activation;
 use failover_core::retry::{Budget, Deadline, RetryPolicy};
 use failover_core::switch::CommandRejected;
+use futures_util::future::join_all;
 use lambda_runtime::{Diagnostic, LambdaEvent};
 use serde::Serialize;
 use serde_json::Value;
@@ -39,6 +42,10 @@ pub enum PromoterError {
     Aws(#[from] AwsFault),
     #[error("refused: {0}")]
     Refused(String),
+    /// A Region switch step whose promotion had not finished when the invocation had to end: the
+    /// step fails, Region switch retries it, and the retry finds the promotion done or under way.
+    #[error("not finished before the deadline: {0}")]
+    Pending(String),
 }
 
 impl PromoterError {
@@ -48,6 +55,7 @@ impl PromoterError {
             PromoterError::InvalidCommand(_) => "InvalidCommand",
             PromoterError::Aws(_) => "AwsFault",
             PromoterError::Refused(_) => "Refused",
+            PromoterError::Pending(_) => "PromotionPending",
         }
     }
 }
@@ -66,6 +74,9 @@ impl From<PromoterError> for Diagnostic {
 pub struct TriggerReport {
     pub trigger: Value,
     pub triage: Option<PromoterTriage>,
+    /// For a Region switch step: which Region it activates, and how that was worked out.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub activation: Option<Activation>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub observed: Option<PromoteObserved>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -212,6 +223,7 @@ impl Promoter {
             let mut report = TriggerReport {
                 trigger: serde_json::to_value(&trigger).unwrap_or(Value::Null),
                 triage: Some(triage.clone()),
+                activation: None,
                 observed: None,
                 decision: None,
                 actions: Vec::new(),
@@ -347,15 +359,32 @@ impl Promoter {
         deadline: Deadline,
         report: &mut TriggerReport,
     ) -> Result<Outcome, PromoterError> {
-        let (target_region, dry_run, force) = match intent {
-            PromoteIntent::Automatic { .. } => (self.cfg.function_region.clone(), false, Vec::new()),
-            PromoteIntent::Evaluate => (self.cfg.function_region.clone(), true, Vec::new()),
+        let own = &self.cfg.function_region;
+        // `must_finish`: a Region switch step succeeds only once the Region is primary.
+        let (target_region, dry_run, force, must_finish) = match intent {
+            PromoteIntent::Automatic { .. } => (own.clone(), false, Vec::new(), false),
+            PromoteIntent::Evaluate => (own.clone(), true, Vec::new(), false),
             PromoteIntent::Manual {
                 target,
                 dry_run,
                 force,
                 ..
-            } => (target.clone(), *dry_run, force.clone()),
+            } => (target.clone(), *dry_run, force.clone(), false),
+            PromoteIntent::RegionSwitch { step } => {
+                let members: Vec<Region> = self
+                    .cfg
+                    .datastore
+                    .members
+                    .iter()
+                    .map(|m| m.region.clone())
+                    .collect();
+                let activation = step
+                    .region_to_activate(own, &members)
+                    .map_err(PromoterError::Refused)?;
+                let region = activation.region.clone();
+                report.activation = Some(activation);
+                (region, false, REGION_SWITCH_WAIVES.to_vec(), true)
+            }
         };
         let Some(member) = self.cfg.datastore.member_in(&target_region) else {
             return Err(PromoterError::Refused(format!(
@@ -366,19 +395,49 @@ impl Promoter {
             region: member.region.clone(),
             group: member.group.clone(),
         };
+        let ec = self.ec(own.as_str())?;
+        let is_primary = |ds: &DatastoreView| {
+            ds.is_available()
+                && ds
+                    .members
+                    .iter()
+                    .any(|m| m.group == target.group.as_str() && m.role == Role::Primary)
+        };
+        if must_finish {
+            // A retried step, or a failover already under way: finish following it, not a second.
+            let ds = ec
+                .describe_datastore(&self.cfg.datastore.id, &self.budget(deadline))
+                .await?
+                .value;
+            let ds = if ds.is_available() {
+                ds
+            } else {
+                self.follow(ec, deadline, report, &|d: &DatastoreView| d.is_available())
+                    .await
+                    .ok_or_else(|| PromoterError::Pending(format!("{} is still {}", ds.id, ds.status)))?
+            };
+            if is_primary(&ds) {
+                return Ok(Outcome::NoOp);
+            }
+        }
         let observed = self.observe(&target, deadline).await?;
         let decision = promote::evaluate(&target, &observed, &self.cfg.policy, chrono::Utc::now(), &force);
         tracing::info!(promote = decision.promote.is_some(), reason = %decision.reason, "gates evaluated");
         report.observed = Some(observed);
         report.decision = Some(decision.clone());
         let Some(promotion) = decision.promote else {
+            if must_finish {
+                // The plan must not go on to move traffic onto a Region that is not primary.
+                return Err(PromoterError::Refused(format!(
+                    "the Region switch step cannot promote {}: {}",
+                    target.region, decision.reason
+                )));
+            }
             return Ok(Outcome::NoOp);
         };
         if dry_run {
             return Ok(Outcome::DryRun);
         }
-        let own = self.cfg.function_region.to_string();
-        let ec = self.ec(&own)?;
         let started = Instant::now();
         let result = ec
             .failover(
@@ -395,53 +454,59 @@ impl Promoter {
             "status": result.as_ref().ok().map(|d| &d.value),
             "error": result.as_ref().err().map(ToString::to_string),
         }));
-        match result {
-            Ok(_) => {}
+        let outcome = match result {
+            Ok(_) => Outcome::Switched,
             // Another invocation (or an operator) got there first: that is the outcome we want.
-            Err(f) if f.is_code("InvalidGlobalReplicationGroupState") => return Ok(Outcome::NoOp),
-            Err(f) => return Err(f.into()),
-        }
-        if self.cfg.wait_for_promotion {
-            let started = Instant::now();
-            let mut polls = 0u32;
-            let mut last = String::from("modifying");
-            while deadline.remaining() > self.cfg.poll_interval + self.retry.attempt_timeout {
-                tokio::time::sleep(self.cfg.poll_interval).await;
-                polls += 1;
-                let Ok(done) = ec
-                    .describe_datastore(&self.cfg.datastore.id, &self.budget(deadline))
-                    .await
-                else {
-                    continue;
-                };
-                let ds = done.value;
-                let promoted = ds.is_available()
-                    && ds
-                        .members
-                        .iter()
-                        .any(|m| m.group == promotion.group.as_str() && m.role == Role::Primary);
-                last = ds.status.clone();
-                if promoted {
-                    last = "promoted".into();
-                    break;
-                }
+            Err(f) if f.is_code("InvalidGlobalReplicationGroupState") && !must_finish => {
+                return Ok(Outcome::NoOp);
             }
-            report.actions.push(serde_json::json!({
-                "action": "elasticache.describe_global_replication_groups (follow)",
-                "polls": polls, "duration_ms": millis(started.elapsed()), "final": last,
-            }));
+            Err(f) if f.is_code("InvalidGlobalReplicationGroupState") => Outcome::NoOp,
+            Err(f) => return Err(f.into()),
+        };
+        if self.cfg.wait_for_promotion || must_finish {
+            let promoted = self.follow(ec, deadline, report, &is_primary).await.is_some();
+            if must_finish && !promoted {
+                return Err(PromoterError::Pending(format!(
+                    "{} is not PRIMARY yet",
+                    promotion.group
+                )));
+            }
         }
-        Ok(Outcome::Switched)
+        Ok(outcome)
     }
-}
 
-async fn join_all<F: std::future::Future>(futures: impl IntoIterator<Item = F>) -> Vec<F::Output> {
-    let mut out = Vec::new();
-    let handles: Vec<_> = futures.into_iter().collect();
-    // Sequential within one kind, concurrent across kinds (the caller joins the kinds): the lists
-    // are one or two alarms long.
-    for f in handles {
-        out.push(f.await);
+    /// Polls the datastore until `done` holds or the deadline nears; the view that satisfied it.
+    async fn follow(
+        &self,
+        ec: &ElastiCache,
+        deadline: Deadline,
+        report: &mut TriggerReport,
+        done: &dyn Fn(&DatastoreView) -> bool,
+    ) -> Option<DatastoreView> {
+        let started = Instant::now();
+        let mut polls = 0u32;
+        let mut last = String::from("unknown");
+        let mut reached = None;
+        while deadline.remaining() > self.cfg.poll_interval + self.retry.attempt_timeout {
+            tokio::time::sleep(self.cfg.poll_interval).await;
+            polls += 1;
+            let Ok(read) = ec
+                .describe_datastore(&self.cfg.datastore.id, &self.budget(deadline))
+                .await
+            else {
+                continue;
+            };
+            last = read.value.status.clone();
+            if done(&read.value) {
+                last = "done".into();
+                reached = Some(read.value);
+                break;
+            }
+        }
+        report.actions.push(serde_json::json!({
+            "action": "elasticache.describe_global_replication_groups (follow)",
+            "polls": polls, "duration_ms": millis(started.elapsed()), "final": last,
+        }));
+        reached
     }
-    out
 }
