@@ -2,6 +2,7 @@
 
 mod arc_mocks;
 mod dns_moto;
+mod drill;
 mod error_paths;
 mod fixtures;
 mod lab;

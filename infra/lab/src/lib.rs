@@ -9,6 +9,7 @@
 pub mod arc;
 pub mod cloudwatch;
 pub mod control;
+pub mod drill;
 pub mod elasticache;
 pub mod failover;
 pub mod lambda;
@@ -407,6 +408,38 @@ impl LabState {
         }
         let primary = self.gds().primary;
         if primary != i {
+            let port = self.regions[primary].link_port.to_string();
+            valkey::command(r.valkey_port, &["REPLICAOF", "127.0.0.1", &port]).await?;
+        }
+        Ok(())
+    }
+
+    /// Freezes a Region's Valkey (SIGSTOP: connections open, nothing answers — a hung data plane
+    /// while the control plane still says `available`) or thaws it. A thawed node that is no longer
+    /// the primary is re-pointed at the primary, as ElastiCache does with a recovered member.
+    pub async fn freeze_valkey(&self, region: &str, frozen: bool) -> Result<(), LabError> {
+        let Some(i) = self.regions.iter().position(|r| r.name == region) else {
+            return Err(LabError::Missing(format!("no Region {region}")));
+        };
+        let r = &self.regions[i];
+        let pid = r
+            .valkey
+            .lock()
+            .await
+            .as_ref()
+            .and_then(Child::id)
+            .ok_or_else(|| LabError::Valkey(format!("{region}'s Valkey is not running")))?;
+        let signal = if frozen { "-STOP" } else { "-CONT" };
+        let status = Command::new("kill")
+            .args([signal, &pid.to_string()])
+            .status()
+            .await
+            .map_err(|e| LabError::Io(format!("kill {signal} {pid}: {e}")))?;
+        if !status.success() {
+            return Err(LabError::Valkey(format!("kill {signal} {pid} failed")));
+        }
+        let primary = self.gds().primary;
+        if !frozen && primary != i {
             let port = self.regions[primary].link_port.to_string();
             valkey::command(r.valkey_port, &["REPLICAOF", "127.0.0.1", &port]).await?;
         }

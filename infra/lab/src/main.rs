@@ -16,6 +16,8 @@
 //! lab arc <0-4|region> ok|refuse|hang|error5xx|throttle   break an ARC cluster endpoint
 //! lab invoke <region> <function> <event.json>   invoke like the Lambda console
 //! lab get requests|invocations|audits|events|publications
+//! lab drill [all|primary-down|link-loss|data-plane-degraded] [options]
+//!                                a DR drill on a lab of its own; exit 0 only if every objective passes
 //! ```
 
 use std::path::PathBuf;
@@ -95,6 +97,35 @@ async fn up() -> Result<(), String> {
     Ok(())
 }
 
+/// Runs the drill; the objectives table goes to stdout, progress to stderr.
+async fn drill(args: &[String]) -> Result<Value, String> {
+    if args.iter().any(|a| a == "--help" || a == "-h") {
+        println!("{}", failover_lab::drill::USAGE);
+        return Ok(Value::Null);
+    }
+    let mut cfg = failover_lab::drill::DrillConfig::new(&root());
+    if let Ok(dir) = std::env::var("LAB_BINARY_DIR") {
+        cfg.binary_dir = PathBuf::from(dir);
+    }
+    cfg.moto_endpoint = std::env::var("MOTO_ENDPOINT").ok();
+    let scenarios = cfg.apply_args(args)?;
+    let outcomes = failover_lab::drill::run(&cfg, &scenarios)
+        .await
+        .map_err(|e| e.to_string())?;
+    let reports: Vec<_> = outcomes.iter().map(|o| o.report.clone()).collect();
+    println!("\n{}", failover_lab::drill::report::objectives_table(&reports));
+    println!(
+        "reports: {}/summary.md, per scenario report.md, report.json, timeline.svg, audits.jsonl",
+        cfg.out_dir.display()
+    );
+    if reports.iter().all(|r| r.passed) {
+        println!("every objective passed");
+        Ok(Value::Null)
+    } else {
+        Err("some objectives failed (see the table above)".into())
+    }
+}
+
 fn ctl(args: &[String]) -> Result<Value, String> {
     let a: Vec<&str> = args.iter().map(String::as_str).collect();
     match a.as_slice() {
@@ -145,6 +176,7 @@ async fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
         Some("up") => up().await.map(|()| Value::Null),
+        Some("drill") => drill(&args[1..]).await,
         Some(_) => ctl(&args),
         None => Err("usage: lab up | stop | state | failover <region> | link … | dark <region> | …".into()),
     };
