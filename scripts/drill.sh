@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# The DR drills on the local lab: `make drill` runs all three scenarios in dns mode; arguments are
+# passed to `lab drill` (e.g. `scripts/drill.sh primary-down --mode arc --cache-forever`).
+# Exit status 0 only if every objective passed.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/venv.sh
+echo "building the functions and the lab (the first build takes a few minutes)…" >&2
+cargo build -q -p traffic-switch -p promoter -p failover-lab
+exec target/debug/lab drill "${@:-all}"
