@@ -324,10 +324,7 @@ fn write(path: &Path, contents: &str) -> Result<(), DrillError> {
 
 fn lab_config(cfg: &DrillConfig, scenario: Scenario) -> LabConfig {
     let mut lab = LabConfig::two_regions(&cfg.root);
-    lab.work_dir = cfg
-        .out_dir
-        .join(scenario.name())
-        .join(format!("lab-{}", std::process::id()));
+    lab.work_dir = cfg.out_dir.join(scenario.name()).join("lab");
     lab.moto_endpoint.clone_from(&cfg.moto_endpoint);
     lab.binary_dir.clone_from(&cfg.binary_dir);
     lab.functions = vec!["traffic-switch".into(), "promoter".into()];

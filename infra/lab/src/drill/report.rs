@@ -518,7 +518,7 @@ pub fn svg(r: &Recorded) -> String {
     let x = |t: u64| LEFT + (t.saturating_sub(m.start_ms) as f64 / span as f64) * (W - LEFT - RIGHT);
     let bins = (span / BIN_MS + 1) as usize;
     let panels = r.regions.len() * 2;
-    let h = 40.0 + panels as f64 * (PANEL + GAP);
+    let h = 90.0 + panels as f64 * (PANEL + GAP);
     let mut s = String::new();
     let _ = writeln!(
         s,
@@ -529,7 +529,7 @@ pub fn svg(r: &Recorded) -> String {
         r#"<text x="{LEFT}" y="20" font-size="14">{} ({} mode): writes per {BIN_MS} ms and write latency, per Region</text>"#,
         r.scenario, r.mode
     );
-    let mut top = 40.0;
+    let mut top = 90.0;
     for region in &r.regions {
         let mut ok = vec![0u32; bins];
         let mut err = vec![0u32; bins];
@@ -543,10 +543,11 @@ pub fn svg(r: &Recorded) -> String {
             if b < bins {
                 if smp.ok {
                     ok[b] += 1;
-                    lat[b].push(smp.latency_ms);
                 } else {
                     err[b] += 1;
                 }
+                // Failed writes count too: a timeout is what the user waited.
+                lat[b].push(smp.latency_ms);
             }
         }
         let max_count = ok.iter().chain(err.iter()).copied().max().unwrap_or(1).max(1);
@@ -579,31 +580,36 @@ pub fn svg(r: &Recorded) -> String {
         let max_lat = p95.iter().flatten().copied().fold(1.0_f64, f64::max);
         let _ = writeln!(
             s,
-            r##"<text x="{LEFT}" y="{}">{region}: write latency p95 (max {max_lat:.0} ms)</text><rect x="{LEFT}" y="{top}" width="{}" height="{PANEL}" fill="none" stroke="#ccc"/>"##,
+            r##"<text x="{LEFT}" y="{}">{region}: write latency p95, failed writes included (max {max_lat:.0} ms)</text><rect x="{LEFT}" y="{top}" width="{}" height="{PANEL}" fill="none" stroke="#ccc"/>"##,
             top - 4.0,
             W - LEFT - RIGHT
         );
-        let points: Vec<String> = p95
-            .iter()
-            .enumerate()
-            .filter_map(|(b, v)| {
-                v.map(|v| {
-                    format!(
-                        "{:.1},{:.1}",
-                        LEFT + (b as f64 + 0.5) * bar_w,
-                        top + PANEL - v / max_lat * PANEL
-                    )
-                })
-            })
-            .collect();
-        let _ = writeln!(
-            s,
-            r##"<polyline points="{}" fill="none" stroke="#1f77b4" stroke-width="1.5"/>"##,
-            points.join(" ")
-        );
+        // One line per run of bins with writes: no line is drawn across a gap with none.
+        let mut runs: Vec<Vec<String>> = vec![Vec::new()];
+        for (b, v) in p95.iter().enumerate() {
+            match v {
+                Some(v) => {
+                    if let Some(run) = runs.last_mut() {
+                        run.push(format!(
+                            "{:.1},{:.1}",
+                            LEFT + (b as f64 + 0.5) * bar_w,
+                            top + PANEL - v / max_lat * PANEL
+                        ));
+                    }
+                }
+                None => runs.push(Vec::new()),
+            }
+        }
+        for run in runs.iter().filter(|r| !r.is_empty()) {
+            let _ = writeln!(
+                s,
+                r##"<polyline points="{}" fill="none" stroke="#1f77b4" stroke-width="1.5"/>"##,
+                run.join(" ")
+            );
+        }
         top += PANEL + GAP;
     }
-    for (name, t, colour) in [
+    for (i, (name, t, colour)) in [
         ("fault", Some(m.fault_ms), "#d62728"),
         ("alarm", m.alarm_ms, "#ff7f0e"),
         ("failover", m.failover_started_ms, "#9467bd"),
@@ -611,15 +617,20 @@ pub fn svg(r: &Recorded) -> String {
         ("routed", m.routed_ms, "#17becf"),
         ("recovered", m.recovered_ms, "#2a9d3f"),
         ("cleared", m.fault_cleared_ms, "#7f7f7f"),
-    ] {
+    ]
+    .into_iter()
+    .enumerate()
+    {
         if let Some(t) = t {
             let mx = x(t);
+            // Labels on three staggered rows, so markers close in time stay readable.
+            let ly = 38.0 + (i % 3) as f64 * 12.0;
             let _ = writeln!(
                 s,
-                r#"<line x1="{mx:.1}" y1="30" x2="{mx:.1}" y2="{:.1}" stroke="{colour}" stroke-dasharray="4 3"/><text x="{:.1}" y="36" fill="{colour}" transform="rotate(-90 {:.1} 36)" text-anchor="end" class="marker">{name}</text>"#,
+                r#"<line x1="{mx:.1}" y1="{:.1}" x2="{mx:.1}" y2="{:.1}" stroke="{colour}" stroke-dasharray="4 3"/><text x="{:.1}" y="{ly:.1}" fill="{colour}" class="marker">{name}</text>"#,
+                ly - 9.0,
                 h - 10.0,
-                mx + 3.0,
-                mx + 3.0
+                mx + 2.0
             );
         }
     }
