@@ -63,6 +63,13 @@ async fn errors(cw: &aws_sdk_cloudwatch::Client, region: &str, value: f64) {
         .await;
 }
 
+/// A file from `events/promoter/`, as the console would send it.
+fn promoter_event(name: &str) -> Value {
+    let path = format!("{}/../events/promoter/{name}", env!("CARGO_MANIFEST_DIR"));
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
 fn promoter_audits(lab: &Lab, region: &str) -> Vec<Value> {
     lab.state
         .audits()
@@ -158,14 +165,7 @@ async fn a_second_alarm_while_the_datastore_is_modifying_does_nothing() {
     failover_via_sdk(&lab, "us-west-2")
         .await
         .expect("failover starts");
-    let event: Value = serde_json::from_str(
-        &std::fs::read_to_string(format!(
-            "{}/../events/promoter/alarm-writes-failing.json",
-            env!("CARGO_MANIFEST_DIR")
-        ))
-        .expect("fixture"),
-    )
-    .expect("json");
+    let event = promoter_event("alarm-writes-failing.json");
     let f = lab.state.function("us-west-2", "promoter").expect("promoter");
     let response = f.invoke_sync(event, "console").await.expect("handled");
     assert_eq!(response["outcome"], "no_op");
@@ -217,14 +217,7 @@ async fn a_region_switch_plan_step_promotes_its_region_and_a_retried_step_succee
 {
     let lab = lab_with_promoter().await;
     let usw2 = &lab.state.regions[1];
-    let step: Value = serde_json::from_str(
-        &std::fs::read_to_string(format!(
-            "{}/../events/promoter/region-switch-step.json",
-            env!("CARGO_MANIFEST_DIR")
-        ))
-        .expect("fixture"),
-    )
-    .expect("json");
+    let step = promoter_event("region-switch-step.json");
     let f = lab.state.function("us-west-2", "promoter").expect("promoter");
 
     // A planned switch: both Regions healthy, no write errors anywhere.
