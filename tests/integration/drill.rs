@@ -113,6 +113,19 @@ async fn a_hung_primary_data_plane_behind_an_available_control_plane_is_failed_o
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_primary_data_plane_refusing_connections_behind_an_available_control_plane_is_failed_over() {
+    let o = drill_one(
+        &short(|c| c.degrade = drill::Degrade::Refuse),
+        Scenario::DataPlaneDegraded,
+    )
+    .await;
+    let r = &o.report;
+    assert_eq!(r.promotions, 1, "{:#?}", r.objectives);
+    assert_eq!(r.writer_region_at_end.as_deref(), Some("us-west-2"));
+    assert!(r.recovery.total_ms.is_some(), "{:#?}", r.recovery);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn in_arc_mode_a_dark_primary_is_failed_over_through_the_routing_controls() {
     let o = drill_one(&short(|c| c.mode = "arc".into()), Scenario::PrimaryDown).await;
     let r = &o.report;

@@ -85,6 +85,16 @@ impl Scenario {
     }
 }
 
+/// How the primary's data plane fails in `data-plane-degraded`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Degrade {
+    /// The node hangs (SIGSTOP): connections open, commands time out.
+    Hang,
+    /// The node is gone (stopped): connections are refused at once.
+    Refuse,
+}
+
 /// Every knob of a drill; the defaults run in seconds of lab time.
 #[derive(Debug, Clone)]
 pub struct DrillConfig {
@@ -104,6 +114,8 @@ pub struct DrillConfig {
     pub link_fault: Duration,
     pub link_delay_ms: u64,
     pub link_loss: f64,
+    /// How the data plane fails in `data-plane-degraded`.
+    pub degrade: Degrade,
     /// The lab's Global Datastore failover time.
     pub promotion_time: Duration,
     /// The writer record's TTL (seconds).
@@ -132,6 +144,7 @@ impl DrillConfig {
             link_fault: Duration::from_secs(8),
             link_delay_ms: 150,
             link_loss: 0.2,
+            degrade: Degrade::Hang,
             promotion_time: Duration::from_secs(2),
             record_ttl: 1,
             alarm_period_s: 1,
@@ -154,6 +167,7 @@ pub const USAGE: &str = "lab drill [all|primary-down|link-loss|data-plane-degrad
   --ttl S                   the writer record's TTL, seconds (1)
   --warmup S | --settle S | --recovery-timeout S | --link-fault S | --promotion S   timings, seconds
   --link-delay-ms MS --link-loss 0..1      the link-loss fault (150, 0.2)
+  --degrade hang|refuse     how the primary's data plane fails in data-plane-degraded (hang)
   --alarm P/M/N             alarm: N of M periods of P seconds with errors (1/3/2)
   --max-stale-ms MS --max-recovery-ms MS --max-lost-writes N    objective targets (3000, 30000, 20)
   --quiet                   no progress lines";
@@ -186,6 +200,11 @@ impl DrillConfig {
                     let n = num(it.next(), a)?;
                     self.workload.writes_per_second = u32::try_from(n.clamp(1, 1000)).unwrap_or(20);
                 }
+                "--degrade" => match it.next().map(String::as_str) {
+                    Some("hang") => self.degrade = Degrade::Hang,
+                    Some("refuse") => self.degrade = Degrade::Refuse,
+                    other => return Err(format!("--degrade must be hang or refuse, got {other:?}")),
+                },
                 "--cache-forever" => self.workload.behaviour = ClientBehaviour::CacheForever,
                 "--ttl" => self.record_ttl = i64::try_from(num(it.next(), a)?).unwrap_or(1),
                 "--warmup" => self.warmup = secs(it.next(), a)?,
@@ -252,7 +271,8 @@ mod tests {
         let mut cfg = DrillConfig::new(Path::new("/w"));
         let s = cfg
             .apply_args(&args(
-                "link-loss --mode arc --rate 5 --cache-forever --link-fault 2.5 --alarm 2/4/3 --max-lost-writes 0",
+                "link-loss --mode arc --rate 5 --cache-forever --link-fault 2.5 --alarm 2/4/3 --max-lost-writes 0 \
+                 --degrade refuse",
             ))
             .expect("valid");
         assert_eq!(s, vec![Scenario::LinkLoss]);
@@ -265,12 +285,14 @@ mod tests {
             (2, 4, 3)
         );
         assert_eq!(cfg.targets.max_lost_writes, 0);
+        assert_eq!(cfg.degrade, Degrade::Refuse);
     }
 
     #[test]
     fn bad_arguments_are_named() {
         for (bad, says) in [
             ("--mode ftp", "--mode"),
+            ("--degrade slowly", "--degrade"),
             ("region-down", "unknown scenario"),
             ("--link-loss 2", "--link-loss"),
             ("--alarm 1/2/3", "--alarm"),
@@ -464,9 +486,18 @@ pub async fn run_scenario(cfg: &DrillConfig, scenario: Scenario) -> Result<Outco
         }
         Scenario::DataPlaneDegraded => {
             progress.say(&format!(
-                "FAULT: {old}'s Valkey hangs; the control plane still says available"
+                "FAULT: {old}'s Valkey {}; the control plane still says available",
+                match cfg.degrade {
+                    Degrade::Hang => "hangs",
+                    Degrade::Refuse => "refuses connections",
+                }
             ));
-            state.freeze_valkey(&old, true).await?;
+            match cfg.degrade {
+                Degrade::Hang => state.freeze_valkey(&old, true).await?,
+                Degrade::Refuse => {
+                    state.stop_valkey(&old).await;
+                }
+            }
         }
     }
 
@@ -518,9 +549,12 @@ pub async fn run_scenario(cfg: &DrillConfig, scenario: Scenario) -> Result<Outco
             progress.say("link repaired");
         }
         Scenario::DataPlaneDegraded => {
-            state.freeze_valkey(&old, false).await?;
+            match cfg.degrade {
+                Degrade::Hang => state.freeze_valkey(&old, false).await?,
+                Degrade::Refuse => state.start_valkey(&old).await?,
+            }
             fault_cleared_ms = Some(now_ms());
-            progress.say(&format!("{old}'s Valkey thawed (re-pointed at the primary)"));
+            progress.say(&format!("{old}'s Valkey back (re-pointed at the primary)"));
         }
         Scenario::PrimaryDown => {}
     }
