@@ -164,6 +164,7 @@ pub const USAGE: &str = "lab drill [all|primary-down|link-loss|data-plane-degrad
   --out DIR                 report directory (default drill-report)
   --rate N                  session writes per second per Region (20)
   --cache-forever           clients resolve the writer once and never again (the bad client)
+  --retries N               times a client retries a failed write (1)
   --ttl S                   the writer record's TTL, seconds (1)
   --warmup S | --settle S | --recovery-timeout S | --link-fault S | --promotion S   timings, seconds
   --link-delay-ms MS --link-loss 0..1      the link-loss fault (150, 0.2)
@@ -206,6 +207,7 @@ impl DrillConfig {
                     other => return Err(format!("--degrade must be hang or refuse, got {other:?}")),
                 },
                 "--cache-forever" => self.workload.behaviour = ClientBehaviour::CacheForever,
+                "--retries" => self.workload.retries = u32::try_from(num(it.next(), a)?.min(10)).unwrap_or(1),
                 "--ttl" => self.record_ttl = i64::try_from(num(it.next(), a)?).unwrap_or(1),
                 "--warmup" => self.warmup = secs(it.next(), a)?,
                 "--settle" => self.settle = secs(it.next(), a)?,
@@ -272,7 +274,7 @@ mod tests {
         let s = cfg
             .apply_args(&args(
                 "link-loss --mode arc --rate 5 --cache-forever --link-fault 2.5 --alarm 2/4/3 --max-lost-writes 0 \
-                 --degrade refuse",
+                 --degrade refuse --retries 3",
             ))
             .expect("valid");
         assert_eq!(s, vec![Scenario::LinkLoss]);
@@ -286,6 +288,7 @@ mod tests {
         );
         assert_eq!(cfg.targets.max_lost_writes, 0);
         assert_eq!(cfg.degrade, Degrade::Refuse);
+        assert_eq!(cfg.workload.retries, 3);
     }
 
     #[test]
@@ -527,12 +530,7 @@ pub async fn run_scenario(cfg: &DrillConfig, scenario: Scenario) -> Result<Outco
             progress.say(&format!("writer name now answers {new}"));
         }
         if scenario.promotes() {
-            recovered_ms = workload
-                .recorder
-                .samples()
-                .iter()
-                .find(|s| s.ok && s.t_ms >= fault_ms && s.node.as_deref() == Some(new.as_str()))
-                .map(|s| s.t_ms);
+            recovered_ms = report::first_acknowledged_write(&workload.recorder.samples(), &new, fault_ms);
             if recovered_ms.is_some() {
                 progress.say(&format!("RECOVERED: first session write acknowledged by {new}"));
                 break;
@@ -625,6 +623,7 @@ pub async fn run_scenario(cfg: &DrillConfig, scenario: Scenario) -> Result<Outco
         writer_region_at_end: writer_at_end,
         connects: recorder.connects(),
         resolutions: recorder.resolutions(),
+        retries: recorder.retries(),
         lag_at_decision_s,
         expected: Expected {
             promotion: scenario.promotes(),

@@ -77,6 +77,7 @@ pub struct Recorded {
     pub writer_region_at_end: Option<String>,
     pub connects: BTreeMap<String, u32>,
     pub resolutions: BTreeMap<String, u32>,
+    pub retries: BTreeMap<String, u32>,
     /// The replication lag the promoter read at its decision (s), when it could.
     pub lag_at_decision_s: Option<f64>,
     pub expected: Expected,
@@ -155,11 +156,23 @@ pub struct Report {
     pub errors_during: BTreeMap<String, BTreeMap<String, usize>>,
     pub connections_opened: BTreeMap<String, u32>,
     pub writer_resolutions: BTreeMap<String, u32>,
+    /// Write retries per Region (each failed attempt that was tried again).
+    pub write_retries: BTreeMap<String, u32>,
     pub promotions: u32,
     pub writer_region_at_end: Option<String>,
     /// What happened, in time order, in ms from the start of the drill.
     pub timeline: Vec<TimelineEvent>,
     pub targets: Targets,
+}
+
+/// Recovery: the first write (not a read: a replica answers reads all along) that `node`
+/// acknowledged at or after `from_ms`.
+pub fn first_acknowledged_write(samples: &[Sample], node: &str, from_ms: u64) -> Option<u64> {
+    samples
+        .iter()
+        .filter(|s| s.op == Op::Write && s.ok && s.t_ms >= from_ms && s.node.as_deref() == Some(node))
+        .map(|s| s.t_ms)
+        .min()
 }
 
 /// Nearest-rank percentile of `values` (need not be sorted).
@@ -181,6 +194,7 @@ fn op_name(op: Op) -> &'static str {
     match op {
         Op::Write => "write",
         Op::ReadWriter => "read",
+        Op::ReadLocal => "read_local",
     }
 }
 
@@ -387,6 +401,7 @@ pub fn build(r: &Recorded) -> Report {
         errors_during,
         connections_opened: r.connects.clone(),
         writer_resolutions: r.resolutions.clone(),
+        write_retries: r.retries.clone(),
         promotions: r.promotions,
         writer_region_at_end: r.writer_region_at_end.clone(),
         timeline,
@@ -489,8 +504,8 @@ pub fn markdown(r: &Report, svg_name: &str) -> String {
     }
     let _ = writeln!(
         md,
-        "\nConnections opened per Region: {:?}. Writer-name resolutions per Region: {:?}.",
-        r.connections_opened, r.writer_resolutions
+        "\nConnections opened per Region: {:?}. Writer-name resolutions per Region: {:?}. Write retries per Region: {:?}.",
+        r.connections_opened, r.writer_resolutions, r.write_retries
     );
     let _ = writeln!(
         md,
@@ -658,6 +673,7 @@ mod tests {
             ok,
             latency_ms,
             node: Some("us-west-1".into()),
+            attempts: 1,
             error: (!ok).then(|| "refused".into()),
         }
     }
@@ -708,6 +724,7 @@ mod tests {
             writer_region_at_end: Some("us-west-2".into()),
             connects: BTreeMap::new(),
             resolutions: BTreeMap::new(),
+            retries: BTreeMap::new(),
             lag_at_decision_s: None,
             expected: Expected {
                 promotion: true,
@@ -723,6 +740,25 @@ mod tests {
             .find(|o| o.name == name)
             .map(|o| o.verdict.clone())
             .unwrap_or_else(|| panic!("no objective {name}"))
+    }
+
+    #[test]
+    fn only_a_write_acknowledged_by_the_new_primary_counts_as_recovery() {
+        let mut read = sample("us-west-2", 3_500, true, 0.4);
+        read.op = Op::ReadLocal;
+        read.node = Some("us-west-2".into());
+        let mut old = sample("us-west-2", 3_600, true, 0.4);
+        old.node = Some("us-west-1".into());
+        let mut early = sample("us-west-2", 2_000, true, 0.4);
+        early.node = Some("us-west-2".into());
+        let mut write = sample("us-west-2", 7_000, true, 0.4);
+        write.node = Some("us-west-2".into());
+        let samples = [read, old, early, write];
+        assert_eq!(
+            first_acknowledged_write(&samples, "us-west-2", 3_000),
+            Some(7_000)
+        );
+        assert_eq!(first_acknowledged_write(&samples[..3], "us-west-2", 3_000), None);
     }
 
     #[test]

@@ -53,6 +53,8 @@ pub enum Op {
     Write,
     /// A read of the client's last session through the writer.
     ReadWriter,
+    /// A read of recent sessions from the Region's own node (its replica).
+    ReadLocal,
 }
 
 /// One operation a client made.
@@ -65,6 +67,8 @@ pub struct Sample {
     pub latency_ms: f64,
     /// The Region whose node answered (or was asked).
     pub node: Option<String>,
+    /// Attempts the command took (writes are retried `retries` times).
+    pub attempts: u32,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
 }
@@ -99,6 +103,7 @@ pub struct Recorder {
     visible: Mutex<Vec<Visible>>,
     connects: Mutex<BTreeMap<String, u32>>,
     resolutions: Mutex<BTreeMap<String, u32>>,
+    retries: Mutex<BTreeMap<String, u32>>,
     /// Per reader Region: acknowledged writes not yet seen on its local node.
     pending: Mutex<HashMap<String, VecDeque<(String, u64)>>>,
     /// Per reader Region: since when its local node has answered without a gap.
@@ -127,6 +132,9 @@ impl Recorder {
     }
     pub fn resolutions(&self) -> BTreeMap<String, u32> {
         lock(&self.resolutions).clone()
+    }
+    pub fn retries(&self) -> BTreeMap<String, u32> {
+        lock(&self.retries).clone()
     }
     /// Acknowledged writes each reader Region never saw: (key, exposed from ms).
     pub fn unseen(&self) -> BTreeMap<String, Vec<(String, u64)>> {
@@ -169,6 +177,10 @@ pub struct WorkloadConfig {
     pub connect_timeout: Duration,
     /// How often readers check their local node.
     pub read_interval: Duration,
+    /// How many times a failed write is retried (after dropping the connection), as client
+    /// libraries do; the writer name is re-resolved only when its TTL has run out.
+    pub retries: u32,
+    pub retry_backoff: Duration,
 }
 
 impl Default for WorkloadConfig {
@@ -179,6 +191,8 @@ impl Default for WorkloadConfig {
             op_timeout: Duration::from_millis(500),
             connect_timeout: Duration::from_millis(300),
             read_interval: Duration::from_millis(50),
+            retries: 1,
+            retry_backoff: Duration::from_millis(100),
         }
     }
 }
@@ -359,26 +373,37 @@ impl Client {
     async fn write_once(&mut self) {
         let started = Instant::now();
         let t_ms = now_ms();
-        let writer = self.writer().await;
-        let node = writer.as_deref().and_then(|w| self.node_of(w));
-        let addr = writer.as_deref().and_then(|w| self.lab.resolve(w, &self.region));
         self.seq += 1;
         let key = format!("session:{}:{:08}", self.region, self.seq);
-        let result = match addr {
-            Some(addr) => {
-                let mut cmd = redis::cmd("SET");
-                cmd.arg(&key)
-                    .arg(format!("user-{}", self.seq))
-                    .arg("EX")
-                    .arg(86_400);
-                self.command(addr, cmd).await.map(|_| addr)
+        let mut attempts = 0;
+        let (node, result) = loop {
+            attempts += 1;
+            let writer = self.writer().await;
+            let node = writer.as_deref().and_then(|w| self.node_of(w));
+            let addr = writer.as_deref().and_then(|w| self.lab.resolve(w, &self.region));
+            let result = match addr {
+                Some(addr) => {
+                    let mut cmd = redis::cmd("SET");
+                    cmd.arg(&key)
+                        .arg(format!("user-{}", self.seq))
+                        .arg("EX")
+                        .arg(86_400);
+                    self.command(addr, cmd).await.map(|_| addr)
+                }
+                None => Err("the writer name did not resolve".to_owned()),
+            };
+            if result.is_ok() || attempts > self.cfg.retries {
+                break (node, result);
             }
-            None => Err("the writer name did not resolve".to_owned()),
+            *lock(&self.recorder.retries)
+                .entry(self.region.clone())
+                .or_default() += 1;
+            tokio::time::sleep(self.cfg.retry_backoff).await;
         };
         let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
         match result {
             Ok(addr) => {
-                let node = node.clone().unwrap_or_default();
+                let node = node.unwrap_or_default();
                 self.recorder.ack(
                     Ack {
                         key: key.clone(),
@@ -395,6 +420,7 @@ impl Client {
                     ok: true,
                     latency_ms,
                     node: Some(node.clone()),
+                    attempts,
                     error: None,
                 });
                 // Read the session back through the writer (a login followed by a page view).
@@ -409,6 +435,7 @@ impl Client {
                     ok: matches!(read, Ok(redis::Value::BulkString(_))),
                     latency_ms: started.elapsed().as_secs_f64() * 1000.0,
                     node: Some(node),
+                    attempts: 1,
                     error: read.err(),
                 });
             }
@@ -420,6 +447,7 @@ impl Client {
                     ok: false,
                     latency_ms,
                     node,
+                    attempts,
                     error: Some(error),
                 });
                 // What the application (or its canary) publishes, and the promoter's alarms watch.
@@ -476,14 +504,33 @@ async fn read_local(
                 .ok()
                 .and_then(Result::ok);
         }
-        let Some(c) = conn.as_mut() else { continue };
-        let mut mget = redis::cmd("MGET");
-        for (k, _) in &batch {
-            mget.arg(k);
-        }
-        let Ok(Ok(values)) =
-            tokio::time::timeout(cfg.op_timeout, mget.query_async::<Vec<Option<String>>>(c)).await
-        else {
+        let started = Instant::now();
+        let t_ms = now_ms();
+        let read = match conn.as_mut() {
+            Some(c) => {
+                let mut mget = redis::cmd("MGET");
+                for (k, _) in &batch {
+                    mget.arg(k);
+                }
+                match tokio::time::timeout(cfg.op_timeout, mget.query_async::<Vec<Option<String>>>(c)).await {
+                    Ok(Ok(values)) => Ok(values),
+                    Ok(Err(e)) => Err(e.to_string()),
+                    Err(_) => Err("timed out".to_owned()),
+                }
+            }
+            None => Err("could not connect".to_owned()),
+        };
+        recorder.sample(Sample {
+            t_ms,
+            region: region.clone(),
+            op: Op::ReadLocal,
+            ok: read.is_ok(),
+            latency_ms: started.elapsed().as_secs_f64() * 1000.0,
+            node: Some(region.clone()),
+            attempts: 1,
+            error: read.as_ref().err().cloned(),
+        });
+        let Ok(values) = read else {
             conn = None;
             lock(&recorder.up_since).remove(&region);
             continue;
