@@ -245,3 +245,59 @@ async fn a_region_switch_plan_step_promotes_its_region_and_a_retried_step_succee
     assert_eq!(again["outcome"], "no_op", "{again:#}");
     assert_eq!(lab.state.gds().failovers, 1);
 }
+
+fn gate<'a>(response: &'a Value, name: &str) -> &'a Value {
+    response["triggers"][0]["decision"]["gates"]
+        .as_array()
+        .and_then(|g| g.iter().find(|g| g["name"] == name))
+        .unwrap_or_else(|| panic!("no {name} gate in {response:#}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_data_loss_gate_reads_the_replication_lag_and_blocks_once_replication_has_stalled() {
+    let lab = start_lab(|cfg| {
+        cfg.functions = vec!["promoter".into()];
+        for (k, v) in [
+            ("SIGNAL_ALARMS", ALARM),
+            ("VANTAGE_ALARMS", "us-west-1:sessions-writes-failing"),
+            ("MAX_LAG_SECONDS", "1"),
+            ("LAG_MAX_AGE_SECONDS", "30"),
+        ] {
+            cfg.function_env.push((k.into(), v.into()));
+        }
+    })
+    .await;
+    let f = lab.state.function("us-west-2", "promoter").expect("promoter");
+    let evaluate = || async {
+        f.invoke_sync(promoter_event("manual-evaluate.json"), "console")
+            .await
+            .ok()
+    };
+    let healthy = eventually(LIMIT, "a lag within the bound", || async {
+        let r = evaluate().await?;
+        let g = gate(&r, "data_loss").clone();
+        (g["verdict"] == "pass" && g["detail"].as_str()?.contains("within")).then_some(g)
+    })
+    .await;
+    assert!(
+        healthy["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("replication lag")),
+        "{healthy}"
+    );
+
+    // Replication stalls (the link swallows everything) while the primary keeps taking writes.
+    lab.state.set_link(failover_lab::link::LinkMode::Blackhole);
+    let blocked = eventually(LIMIT, "the lag to exceed the bound", || async {
+        let r = evaluate().await?;
+        let g = gate(&r, "data_loss").clone();
+        (g["verdict"] == "block").then_some(g)
+    })
+    .await;
+    assert!(
+        blocked["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("exceeds the 1 s bound")),
+        "{blocked}"
+    );
+}

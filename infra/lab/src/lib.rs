@@ -12,6 +12,7 @@ pub mod control;
 pub mod drill;
 pub mod elasticache;
 pub mod failover;
+pub mod lag;
 pub mod lambda;
 pub mod link;
 pub mod valkey;
@@ -88,6 +89,8 @@ pub struct LabConfig {
     pub function_env: Vec<(String, String)>,
     /// How often CloudWatch alarms are evaluated.
     pub alarm_tick: Duration,
+    /// How often the replication-lag heartbeat is written and the lag published.
+    pub lag_tick: Duration,
     /// How the functions move writers: `dns` or `arc` (their `ROUTING_MODE`).
     pub routing_mode: String,
     /// Add a routing control outside the datastore to the ARC cluster (for safety-rule drills).
@@ -117,6 +120,7 @@ impl LabConfig {
             binary_dir: root.join("target/debug"),
             function_env: vec![("STABLE_POLL_MS".into(), "200".into())],
             alarm_tick: Duration::from_millis(250),
+            lag_tick: Duration::from_millis(200),
             routing_mode: "dns".into(),
             arc_spare_control: false,
         }
@@ -768,6 +772,7 @@ impl Lab {
             Arc::clone(&state),
             cfg.alarm_tick,
         )));
+        tasks.push(tokio::spawn(lag::publisher(Arc::clone(&state), cfg.lag_tick)));
         let (control_url, t) =
             serve(control::router(Arc::clone(&state), route53.clone(), zone.clone())).await?;
         tasks.push(t);
