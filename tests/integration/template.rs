@@ -1,52 +1,220 @@
-//! `template.yaml` and the code must agree on configuration: every variable the function reads
-//! is set by the template, and the template sets nothing the function does not read.
+//! `template.yaml` and the code must agree: every variable a function reads is set by the
+//! template and the template sets nothing the function does not read; the timing the template
+//! sets fits the Lambda timeout it gives; the dashboard in `infra/` reads the metrics the
+//! functions emit.
 
 use std::collections::BTreeSet;
 
-use failover_core::config::{PROMOTER_VARIABLES, SWITCH_VARIABLES};
+use failover_core::audit::metrics;
+use failover_core::config::{LAMBDA_PROVIDED_VARIABLES, PROMOTER_VARIABLES, SWITCH_VARIABLES};
+use failover_core::retry::RetryPolicy;
 
 const TEMPLATE: &str = include_str!("../../template.yaml");
+const DASHBOARD: &str = include_str!("../../infra/dashboard.yaml");
 
-/// The keys under `Environment: Variables:` of the named resource, read by indentation (the
-/// template's CloudFormation tags make a generic YAML parser more trouble than it is worth).
-fn environment_of(resource: &str) -> BTreeSet<String> {
-    let mut lines = TEMPLATE
-        .lines()
-        .skip_while(|l| l.trim_end() != format!("  {resource}:"));
-    assert!(
-        lines.next().is_some(),
-        "resource {resource} not found in template.yaml"
-    );
-    let mut lines = lines
-        .take_while(|l| l.is_empty() || l.starts_with("   "))
-        .skip_while(|l| l.trim() != "Variables:");
-    let header = lines.next().expect("the resource has Environment: Variables:");
-    let indent = header.len() - header.trim_start().len() + 2;
+const FUNCTIONS: [(&str, &str); 2] = [
+    ("TrafficSwitchFunction", traffic_switch::FUNCTION),
+    ("PromoterFunction", promoter::FUNCTION),
+];
+
+fn indent(line: &str) -> usize {
+    line.len() - line.trim_start().len()
+}
+
+/// The lines of a top-level entry (`  Name:`) of `yaml`, without its header, read by indentation
+/// (the templates' CloudFormation tags make a generic YAML parser more trouble than it is worth).
+fn block<'a>(yaml: &'a str, name: &str) -> Vec<&'a str> {
+    let mut lines = yaml.lines().skip_while(|l| l.trim_end() != format!("  {name}:"));
+    assert!(lines.next().is_some(), "{name} not found");
     lines
-        .take_while(|l| l.len() - l.trim_start().len() >= indent)
-        .filter(|l| l.len() - l.trim_start().len() == indent)
-        .filter_map(|l| l.trim().split_once(':').map(|(k, _)| k.to_owned()))
+        .take_while(|l| l.trim().is_empty() || indent(l) > 2)
+        .filter(|l| !l.trim().is_empty())
         .collect()
+}
+
+/// The value of `key:` directly under a top-level entry's `Properties:` (or, for a parameter,
+/// directly under it), quotes removed.
+fn field(yaml: &str, name: &str, key: &str) -> Option<String> {
+    let lines = block(yaml, name);
+    let depth = lines
+        .iter()
+        .position(|l| l.trim() == "Properties:")
+        .map_or(4, |i| indent(lines[i]) + 2);
+    lines
+        .iter()
+        .filter(|l| indent(l) == depth)
+        .find_map(|l| l.trim().strip_prefix(&format!("{key}:")))
+        .map(|v| v.trim().trim_matches('"').to_owned())
+}
+
+/// The keys and values under `Environment: Variables:` of the named resource.
+fn environment_of(resource: &str) -> Vec<(String, String)> {
+    let lines = block(TEMPLATE, resource);
+    let start = lines
+        .iter()
+        .position(|l| l.trim() == "Variables:")
+        .unwrap_or_else(|| panic!("{resource} has no Environment: Variables:"));
+    let depth = indent(lines[start]) + 2;
+    lines[start + 1..]
+        .iter()
+        .take_while(|l| indent(l) >= depth)
+        .filter(|l| indent(l) == depth && !l.trim_start().starts_with('#'))
+        .filter_map(|l| l.trim().split_once(':'))
+        .map(|(k, v)| (k.to_owned(), v.trim().trim_matches('"').to_owned()))
+        .collect()
+}
+
+fn names_of(resource: &str) -> BTreeSet<String> {
+    environment_of(resource).into_iter().map(|(k, _)| k).collect()
+}
+
+/// A variable the template sets to a literal number.
+fn literal_ms(resource: &str, var: &str) -> u64 {
+    let (_, value) = environment_of(resource)
+        .into_iter()
+        .find(|(k, _)| k == var)
+        .unwrap_or_else(|| panic!("{resource} does not set {var}"));
+    value
+        .parse()
+        .unwrap_or_else(|_| panic!("{resource} {var} is {value:?}, not a literal number"))
+}
+
+fn number(yaml: &str, name: &str, key: &str) -> u64 {
+    let value = field(yaml, name, key).unwrap_or_else(|| panic!("{name} has no {key}"));
+    value
+        .parse()
+        .unwrap_or_else(|_| panic!("{name} {key} is {value:?}, not a number"))
+}
+
+fn assert_same(resource: &str, in_code: &[&str]) {
+    let in_template = names_of(resource);
+    let in_code: BTreeSet<String> = in_code.iter().map(|s| (*s).to_owned()).collect();
+    let missing: Vec<_> = in_code.difference(&in_template).collect();
+    let dead: Vec<_> = in_template.difference(&in_code).collect();
+    assert!(
+        missing.is_empty() && dead.is_empty(),
+        "{resource}: read by the code but not set by template.yaml: {missing:?}; \
+         set by template.yaml but read by no code: {dead:?}"
+    );
 }
 
 #[test]
 fn the_template_sets_exactly_the_variables_the_traffic_switch_reads() {
-    let in_template = environment_of("TrafficSwitchFunction");
-    let in_code: BTreeSet<String> = SWITCH_VARIABLES.iter().map(|s| (*s).to_owned()).collect();
-    assert_eq!(in_template, in_code);
+    assert_same("TrafficSwitchFunction", SWITCH_VARIABLES);
 }
 
 #[test]
 fn the_template_sets_exactly_the_variables_the_promoter_reads() {
-    let in_template = environment_of("PromoterFunction");
-    let in_code: BTreeSet<String> = PROMOTER_VARIABLES.iter().map(|s| (*s).to_owned()).collect();
-    assert_eq!(in_template, in_code);
+    assert_same("PromoterFunction", PROMOTER_VARIABLES);
+}
+
+#[test]
+fn the_template_leaves_lambdas_own_variables_to_lambda() {
+    for (resource, _) in FUNCTIONS {
+        let set = names_of(resource);
+        for var in LAMBDA_PROVIDED_VARIABLES {
+            assert!(
+                !set.contains(*var),
+                "{resource} sets {var}, which Lambda reserves"
+            );
+        }
+    }
 }
 
 #[test]
 fn the_functions_are_built_as_the_workspace_binaries_they_are_named_after() {
-    assert!(TEMPLATE.contains("Binary: traffic-switch"));
-    assert!(TEMPLATE.contains("Binary: promoter"));
-    assert!(TEMPLATE.contains("BuildMethod: rust-cargolambda"));
+    for (resource, binary) in FUNCTIONS {
+        let lines = block(TEMPLATE, resource);
+        let has = |text: &str| lines.iter().any(|l| l.trim() == text);
+        assert!(has("BuildMethod: rust-cargolambda"), "{resource}");
+        assert!(has(&format!("Binary: {binary}")), "{resource} builds {binary}");
+        // The workspace root, so the shared tree is compiled once for both functions.
+        assert!(has("CodeUri: ./"), "{resource}");
+    }
+    assert!(TEMPLATE.contains("Runtime: provided.al2023"));
+    assert!(TEMPLATE.contains("Architectures: [arm64]"));
     assert!(TEMPLATE.contains("Handler: bootstrap"));
+}
+
+#[test]
+fn each_deadline_leaves_room_for_a_poll_and_a_whole_aws_attempt() {
+    let attempt = u64::try_from(RetryPolicy::default().attempt_timeout.as_millis()).unwrap_or(u64::MAX);
+    for (resource, _) in FUNCTIONS {
+        let timeout_ms = number(TEMPLATE, resource, "Timeout") * 1000;
+        let margin = literal_ms(resource, "DEADLINE_MARGIN_MS");
+        let poll = literal_ms(resource, "STABLE_POLL_MS");
+        assert!(
+            margin + poll + attempt < timeout_ms,
+            "{resource}: margin {margin} ms + poll {poll} ms + one {attempt} ms attempt \
+             must fit the {timeout_ms} ms timeout"
+        );
+    }
+    // arc mode: one full round of the five cluster endpoints fits too.
+    let slowest = number(TEMPLATE, "ArcEndpointTimeoutMs", "MaxValue");
+    let margin = literal_ms("TrafficSwitchFunction", "DEADLINE_MARGIN_MS");
+    let timeout_ms = number(TEMPLATE, "TrafficSwitchFunction", "Timeout") * 1000;
+    assert!(
+        5 * slowest + margin < timeout_ms,
+        "5 × {slowest} ms endpoints + {margin} ms"
+    );
+}
+
+#[test]
+fn both_functions_run_one_at_a_time_and_keep_what_they_could_not_handle() {
+    for (resource, _) in FUNCTIONS {
+        assert_eq!(
+            field(TEMPLATE, resource, "ReservedConcurrentExecutions").as_deref(),
+            Some("1"),
+            "{resource}"
+        );
+        let lines = block(TEMPLATE, resource);
+        for key in ["MaximumRetryAttempts:", "MaximumEventAgeInSeconds:", "OnFailure:"] {
+            assert!(
+                lines.iter().any(|l| l.trim().starts_with(key)),
+                "{resource} has no {key}"
+            );
+        }
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.trim() == "Destination: !GetAtt FailedEventsQueue.Arn"),
+            "{resource}"
+        );
+    }
+}
+
+#[test]
+fn the_dashboard_reads_the_metrics_the_functions_emit() {
+    for metric in [
+        metrics::SWITCHES,
+        metrics::NO_OPS,
+        metrics::FAILURES,
+        metrics::DURATION,
+    ] {
+        assert!(DASHBOARD.contains(&format!("\"{metric}\"")), "{metric}");
+    }
+    for (_, function) in FUNCTIONS {
+        assert!(
+            DASHBOARD.contains(&format!("\"Function\", \"{function}\"")),
+            "{function}"
+        );
+    }
+    assert!(DASHBOARD.contains("\"GlobalDatastore\", \"${GlobalDatastoreId}\""));
+    assert_eq!(
+        field(DASHBOARD, "MetricsNamespace", "Default"),
+        field(TEMPLATE, "MetricsNamespace", "Default")
+    );
+    let lag = environment_of("PromoterFunction");
+    let lag_of = |var: &str| {
+        lag.iter()
+            .find(|(k, _)| k == var)
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default()
+    };
+    assert!(DASHBOARD.contains(&format!(
+        "[\"{}\", \"{}\", \"{}\"",
+        lag_of("LAG_METRIC_NAMESPACE"),
+        lag_of("LAG_METRIC_NAME"),
+        lag_of("LAG_METRIC_DIMENSION")
+    )));
 }
