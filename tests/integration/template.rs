@@ -218,3 +218,28 @@ fn the_dashboard_reads_the_metrics_the_functions_emit() {
         lag_of("LAG_METRIC_DIMENSION")
     )));
 }
+
+#[test]
+fn the_dashboard_body_is_json_once_its_parameters_are_substituted() {
+    let body: String = DASHBOARD
+        .lines()
+        .skip_while(|l| l.trim() != "DashboardBody: !Sub |")
+        .skip(1)
+        .take_while(|l| l.trim().is_empty() || indent(l) > 6)
+        .collect::<Vec<_>>()
+        .join("\n");
+    // Every ${...} stands for a parameter or pseudo parameter; 5 fits each place one is used
+    // (inside strings, and the lag threshold as a bare number).
+    let mut substituted = String::new();
+    let mut rest = body.as_str();
+    while let Some(start) = rest.find("${") {
+        let end = rest[start..].find('}').expect("closing brace") + start;
+        substituted.push_str(&rest[..start]);
+        substituted.push('5');
+        rest = &rest[end + 1..];
+    }
+    substituted.push_str(rest);
+    let parsed: serde_json::Value =
+        serde_json::from_str(&substituted).unwrap_or_else(|e| panic!("{e}\n{substituted}"));
+    assert_eq!(parsed["widgets"].as_array().map(Vec::len), Some(7));
+}
