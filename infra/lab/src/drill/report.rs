@@ -165,13 +165,14 @@ pub struct Report {
     pub targets: Targets,
 }
 
-/// Recovery: the first write (not a read: a replica answers reads all along) that `node`
-/// acknowledged at or after `from_ms`.
+/// Recovery: when `node` first acknowledged a write (not a read: a replica answers reads all
+/// along) started at or after `from_ms` — the acknowledgement, not the start, so a write that
+/// waited through a timeout and a retry counts when it succeeded.
 pub fn first_acknowledged_write(samples: &[Sample], node: &str, from_ms: u64) -> Option<u64> {
     samples
         .iter()
         .filter(|s| s.op == Op::Write && s.ok && s.t_ms >= from_ms && s.node.as_deref() == Some(node))
-        .map(|s| s.t_ms)
+        .map(|s| s.t_ms + s.latency_ms.max(0.0) as u64)
         .min()
 }
 
