@@ -6,5 +6,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/venv.sh
 echo "building the functions and the lab (the first build takes a few minutes)…" >&2
-cargo build -q -p traffic-switch -p promoter -p failover-lab
+# Every target, as `make test` builds them: one feature resolution, one set of artifacts.
+cargo build -q --workspace --all-targets
 exec target/debug/lab drill "${@:-all}"

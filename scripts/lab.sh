@@ -3,5 +3,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/venv.sh
-cargo build -q -p traffic-switch -p promoter -p failover-lab
+# Every target, as `make test` builds them: one feature resolution, one set of artifacts.
+cargo build -q --workspace --all-targets
 exec target/debug/lab up

@@ -8,6 +8,8 @@ scripts/venv.sh
 . scripts/moto.sh
 start_moto
 echo "moto: $MOTO_ENDPOINT"
-# The lab runs the real function binaries: build them before the tests start labs.
-cargo build -p traffic-switch -p promoter
+# The lab runs the real function binaries: build them before the tests start labs. Building every
+# target in one go resolves features once (dev-dependencies included), so the test build below and
+# `make drill` reuse these artifacts instead of compiling the SDKs a second time.
+cargo build --workspace --all-targets
 cargo test --workspace --all-targets "$@"
