@@ -30,6 +30,19 @@ pub struct ErrorReport {
     pub message: String,
 }
 
+/// A function's error, as its audit record and its Lambda error response name it.
+pub trait ReportsError: std::fmt::Display {
+    /// A short, stable name for the kind of failure (the Lambda `errorType`).
+    fn error_type(&self) -> &'static str;
+
+    fn report(&self) -> ErrorReport {
+        ErrorReport {
+            error_type: self.error_type().to_owned(),
+            message: self.to_string(),
+        }
+    }
+}
+
 /// Metric names, shared by the dashboard in `infra/` and the drills.
 pub mod metrics {
     pub const SWITCHES: &str = "SwitchesPerformed";
@@ -138,6 +151,16 @@ impl<T: Serialize + HasOutcome, X: Serialize> AuditRecord<T, X> {
                 .unwrap_or(Outcome::Ignored),
         };
         self.error = error;
+    }
+
+    /// Ends the invocation: an error is logged and recorded; success returns the record itself,
+    /// which is the invocation's response.
+    pub fn close<E: ReportsError>(&mut self, duration_ms: u64, result: Result<(), E>) -> Result<Value, E> {
+        if let Err(e) = &result {
+            tracing::error!(error = %e, error_type = e.error_type(), "invocation failed");
+        }
+        self.finish(duration_ms, result.as_ref().err().map(ReportsError::report));
+        result.map(|()| serde_json::to_value(&*self).unwrap_or(Value::Null))
     }
 
     /// The EMF line for this record, stamped `timestamp_ms`.

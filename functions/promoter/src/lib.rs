@@ -8,7 +8,7 @@
 use std::time::{Duration, Instant, SystemTime};
 
 use aws_config::SdkConfig;
-use failover_core::audit::{self, ErrorReport, Outcome};
+use failover_core::audit::{self, ErrorReport, Outcome, ReportsError};
 use failover_core::aws::cloudwatch::CloudWatch;
 use failover_core::aws::elasticache::ElastiCache;
 use failover_core::config::PromoterConfig;
@@ -48,8 +48,8 @@ pub enum PromoterError {
     Pending(String),
 }
 
-impl PromoterError {
-    pub fn error_type(&self) -> &'static str {
+impl ReportsError for PromoterError {
+    fn error_type(&self) -> &'static str {
         match self {
             PromoterError::InvalidEvent(_) => "InvalidEvent",
             PromoterError::InvalidCommand(_) => "InvalidCommand",
@@ -192,17 +192,7 @@ impl Promoter {
             (),
         );
         let result = self.handle_into(raw, deadline, &mut audit).await;
-        if let Err(e) = &result {
-            tracing::error!(error = %e, "invocation failed");
-        }
-        audit.finish(
-            millis(started.elapsed()),
-            result.as_ref().err().map(|e| ErrorReport {
-                error_type: e.error_type().to_owned(),
-                message: e.to_string(),
-            }),
-        );
-        let result = result.map(|()| serde_json::to_value(&audit).unwrap_or(Value::Null));
+        let result = audit.close(millis(started.elapsed()), result);
         Invocation { audit, result }
     }
 
@@ -243,10 +233,7 @@ impl Promoter {
                 Ok(o) => report.outcome = o,
                 Err(e) => {
                     report.outcome = Outcome::Failed;
-                    report.error = Some(ErrorReport {
-                        error_type: e.error_type().to_owned(),
-                        message: e.to_string(),
-                    });
+                    report.error = Some(e.report());
                     first_error.get_or_insert(e);
                 }
             }

@@ -9,7 +9,7 @@
 use std::time::{Duration, Instant, SystemTime};
 
 use aws_config::SdkConfig;
-use failover_core::audit::{self, ErrorReport, Outcome};
+use failover_core::audit::{self, ErrorReport, Outcome, ReportsError};
 use failover_core::aws::arc::{ArcCluster, ArcFailure};
 use failover_core::aws::elasticache::ElastiCache;
 use failover_core::aws::route53::{ChangeError, ReadRecord, Route53};
@@ -65,8 +65,8 @@ impl From<ArcFailure> for SwitchError {
     }
 }
 
-impl SwitchError {
-    pub fn error_type(&self) -> &'static str {
+impl ReportsError for SwitchError {
+    fn error_type(&self) -> &'static str {
         match self {
             SwitchError::InvalidEvent(_) => "InvalidEvent",
             SwitchError::InvalidCommand(_) => "InvalidCommand",
@@ -76,13 +76,6 @@ impl SwitchError {
             SwitchError::RecordKeptChanging(_) => "RecordKeptChanging",
             SwitchError::SafetyRuleRejected(_) => "SafetyRuleRejected",
             SwitchError::ArcUnreachable(_) => "ArcUnreachable",
-        }
-    }
-
-    fn report(&self) -> ErrorReport {
-        ErrorReport {
-            error_type: self.error_type().to_owned(),
-            message: self.to_string(),
         }
     }
 }
@@ -313,14 +306,7 @@ impl TrafficSwitch {
             },
         );
         let result = self.handle_into(raw, deadline, &mut audit).await;
-        if let Err(e) = &result {
-            tracing::error!(error = %e, error_type = e.error_type(), "invocation failed");
-        }
-        audit.finish(
-            millis(started.elapsed()),
-            result.as_ref().err().map(SwitchError::report),
-        );
-        let result = result.map(|()| serde_json::to_value(&audit).unwrap_or(Value::Null));
+        let result = audit.close(millis(started.elapsed()), result);
         Invocation { audit, result }
     }
 
