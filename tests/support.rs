@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use aws_sdk_elasticache::operation::describe_global_replication_groups::DescribeGlobalReplicationGroupsOutput;
 use aws_sdk_elasticache::types::{GlobalReplicationGroup, GlobalReplicationGroupMember};
-use aws_sdk_route53::config::{BehaviorVersion, Credentials, Region};
+use aws_sdk_route53::config::Credentials;
 use aws_sdk_route53::types::{
     Change, ChangeAction, ChangeBatch, HostedZoneConfig, ResourceRecord, ResourceRecordSet, RrType, Vpc,
     VpcRegion,
@@ -16,6 +16,9 @@ use aws_smithy_mocks::{Rule, RuleMode, mock, mock_client};
 use failover_core::config::SwitchConfig;
 use failover_core::retry::Deadline;
 use traffic_switch::{Invocation, TrafficSwitch};
+
+/// The functions' errors are named through this trait (`err.error_type()`).
+pub use failover_core::audit::ReportsError;
 
 pub const DATASTORE: &str = "ldgnf-sessions";
 pub const USW1: &str = "sessions-usw1";
@@ -175,14 +178,7 @@ pub fn moto_endpoint() -> String {
 /// A Route 53 client talking to moto, exactly as the function's would with
 /// `AWS_ENDPOINT_URL_ROUTE_53` set.
 pub fn route53_moto() -> aws_sdk_route53::Client {
-    let conf = aws_sdk_route53::Config::builder()
-        .behavior_version(BehaviorVersion::latest())
-        .endpoint_url(moto_endpoint())
-        .region(Region::new("us-east-1"))
-        .credentials_provider(Credentials::new("testing", "testing", None, None, "tests"))
-        .retry_config(aws_sdk_route53::config::retry::RetryConfig::disabled())
-        .build();
-    aws_sdk_route53::Client::from_conf(conf)
+    aws_sdk_route53::Client::new(&lab_sdk(&moto_endpoint(), "us-east-1"))
 }
 
 static ZONES: AtomicU32 = AtomicU32::new(0);
@@ -325,30 +321,30 @@ where
     }
 }
 
+/// What every client of the lab's emulators shares: the endpoint, signing for `region`, dummy
+/// credentials, SDK retries off (as in production: the functions retry themselves).
+fn lab_sdk(endpoint: &str, region: &str) -> aws_config::SdkConfig {
+    aws_config::SdkConfig::builder()
+        .behavior_version(aws_config::BehaviorVersion::latest())
+        .endpoint_url(endpoint)
+        .region(aws_config::Region::new(region.to_owned()))
+        .credentials_provider(aws_sdk_elasticache::config::SharedCredentialsProvider::new(
+            Credentials::new("lab", "lab", None, None, "tests"),
+        ))
+        .retry_config(aws_config::retry::RetryConfig::disabled())
+        .build()
+}
+
 /// An ElastiCache client for the lab's emulator, signing for `region`, SDK retries off.
 pub fn elasticache_at(endpoint: &str, region: &str) -> aws_sdk_elasticache::Client {
-    let conf = aws_sdk_elasticache::Config::builder()
-        .behavior_version(aws_sdk_elasticache::config::BehaviorVersion::latest())
-        .endpoint_url(endpoint)
-        .region(aws_sdk_elasticache::config::Region::new(region.to_owned()))
-        .credentials_provider(aws_sdk_elasticache::config::Credentials::new(
-            "lab", "lab", None, None, "tests",
-        ))
-        .retry_config(aws_sdk_elasticache::config::retry::RetryConfig::disabled())
-        .build();
-    aws_sdk_elasticache::Client::from_conf(conf)
+    aws_sdk_elasticache::Client::new(&lab_sdk(endpoint, region))
 }
 
 /// A Route 53 ARC data-plane client for one cluster endpoint, as `arc` mode builds them: one per
 /// endpoint, SDK retries off, a short attempt timeout.
 pub fn arc_client(endpoint: &str, region: &str) -> aws_sdk_route53recoverycluster::Client {
     use aws_sdk_route53recoverycluster::config;
-    let conf = config::Config::builder()
-        .behavior_version(config::BehaviorVersion::latest())
-        .endpoint_url(endpoint)
-        .region(config::Region::new(region.to_owned()))
-        .credentials_provider(config::Credentials::new("lab", "lab", None, None, "tests"))
-        .retry_config(config::retry::RetryConfig::disabled())
+    let conf = config::Builder::from(&lab_sdk(endpoint, region))
         .timeout_config(
             config::timeout::TimeoutConfig::builder()
                 .operation_attempt_timeout(Duration::from_millis(700))
@@ -360,15 +356,7 @@ pub fn arc_client(endpoint: &str, region: &str) -> aws_sdk_route53recoverycluste
 
 /// A CloudWatch client (rpc-v2-cbor) for the lab's emulator, signing for `region`.
 pub fn cloudwatch_at(endpoint: &str, region: &str) -> aws_sdk_cloudwatch::Client {
-    use aws_sdk_cloudwatch::config;
-    let conf = config::Config::builder()
-        .behavior_version(config::BehaviorVersion::latest())
-        .endpoint_url(endpoint)
-        .region(config::Region::new(region.to_owned()))
-        .credentials_provider(config::Credentials::new("lab", "lab", None, None, "tests"))
-        .retry_config(config::retry::RetryConfig::disabled())
-        .build();
-    aws_sdk_cloudwatch::Client::from_conf(conf)
+    aws_sdk_cloudwatch::Client::new(&lab_sdk(endpoint, region))
 }
 
 /// `FailoverGlobalReplicationGroup` through the SDK, promoting the lab member in `region` (the
