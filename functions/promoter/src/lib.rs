@@ -443,11 +443,14 @@ impl Promoter {
         }));
         let outcome = match result {
             Ok(_) => Outcome::Switched,
-            // Another invocation (or an operator) got there first: that is the outcome we want.
-            Err(f) if f.is_code("InvalidGlobalReplicationGroupState") && !must_finish => {
-                return Ok(Outcome::NoOp);
+            // Another invocation (or an operator) got there first: that is the outcome we want. A
+            // Region switch step still follows it, since it may only succeed once it is done.
+            Err(f) if f.is_code("InvalidGlobalReplicationGroupState") => {
+                if !must_finish {
+                    return Ok(Outcome::NoOp);
+                }
+                Outcome::NoOp
             }
-            Err(f) if f.is_code("InvalidGlobalReplicationGroupState") => Outcome::NoOp,
             Err(f) => return Err(f.into()),
         };
         if self.cfg.wait_for_promotion || must_finish {

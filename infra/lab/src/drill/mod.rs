@@ -530,7 +530,9 @@ pub async fn run_scenario(cfg: &DrillConfig, scenario: Scenario) -> Result<Outco
             progress.say(&format!("writer name now answers {new}"));
         }
         if scenario.promotes() {
-            recovered_ms = report::first_acknowledged_write(&workload.recorder.samples(), &new, fault_ms);
+            recovered_ms = workload
+                .recorder
+                .with_samples(|s| report::first_acknowledged_write(s, &new, fault_ms));
             if recovered_ms.is_some() {
                 progress.say(&format!("RECOVERED: first session write acknowledged by {new}"));
                 break;

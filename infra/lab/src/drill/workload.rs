@@ -121,6 +121,10 @@ impl Recorder {
     pub fn samples(&self) -> Vec<Sample> {
         lock(&self.samples).clone()
     }
+    /// Reads the samples in place (for checks made while the workload runs: no copy).
+    pub fn with_samples<R>(&self, read: impl FnOnce(&[Sample]) -> R) -> R {
+        read(&lock(&self.samples))
+    }
     pub fn acks(&self) -> Vec<Ack> {
         lock(&self.acks).clone()
     }
