@@ -160,6 +160,12 @@ fn ctl(args: &[String]) -> Result<Value, String> {
                 Some(event),
             )
         }
+        ["arc"] => call("GET", "/arc", None),
+        ["arc", endpoint, mode] => call("POST", &format!("/arc/{endpoint}/{mode}"), None),
+        ["alarms"] => call("GET", "/alarms", None),
+        ["alarm-delivery", how @ ("event_bridge" | "sns")] => {
+            call("POST", "/alarm-delivery", Some(json!(how)))
+        }
         [
             "get",
             what @ ("requests" | "invocations" | "audits" | "events" | "publications"),
