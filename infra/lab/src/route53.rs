@@ -1887,3 +1887,1301 @@ pub async fn serve(state: Arc<Route53State>) -> Result<(String, JoinHandle<()>),
     });
     Ok((format!("http://{addr}"), task))
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Instant;
+
+    use aws_sdk_route53::Client;
+    use aws_sdk_route53::config::http::HttpResponse;
+    use aws_sdk_route53::config::retry::RetryConfig;
+    use aws_sdk_route53::config::timeout::TimeoutConfig;
+    use aws_sdk_route53::config::{BehaviorVersion, Credentials, Region};
+    use aws_sdk_route53::error::{ProvideErrorMetadata, SdkError};
+    use aws_sdk_route53::operation::change_resource_record_sets::{
+        ChangeResourceRecordSetsError, ChangeResourceRecordSetsOutput,
+    };
+    use aws_sdk_route53::types::{
+        Change, ChangeAction, ChangeBatch, ChangeStatus, HostedZoneConfig, ResourceRecord, ResourceRecordSet,
+        RrType, Vpc, VpcRegion,
+    };
+
+    use super::*;
+
+    const ZONE: &str = "sessions.internal";
+    const WRITER: &str = "writer.sessions.internal";
+    const USW1: &str = "master.sessions-usw1.lab.usw1.cache.amazonaws.com";
+    const USW2: &str = "master.sessions-usw2.lab.usw2.cache.amazonaws.com";
+
+    struct Lab {
+        state: Arc<Route53State>,
+        url: String,
+        client: Client,
+        zone: String,
+        _server: JoinHandle<()>,
+    }
+
+    impl Lab {
+        /// A client giving up after `timeout`.
+        fn impatient(&self, timeout: Duration) -> Client {
+            client(&self.url, Some(timeout))
+        }
+
+        fn writer(&self) -> Option<String> {
+            self.state
+                .record(&self.zone, WRITER, "CNAME")
+                .and_then(|r| r.values.first().cloned())
+        }
+    }
+
+    fn client(url: &str, timeout: Option<Duration>) -> Client {
+        let mut conf = aws_sdk_route53::Config::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .endpoint_url(url)
+            .region(Region::new("us-east-1"))
+            .credentials_provider(Credentials::new("lab", "lab", None, None, "lab"))
+            .retry_config(RetryConfig::disabled());
+        if let Some(t) = timeout {
+            conf = conf.timeout_config(TimeoutConfig::builder().operation_timeout(t).build());
+        }
+        Client::from_conf(conf.build())
+    }
+
+    /// A served emulator with the lab's private zone and its writer CNAME on us-west-1.
+    async fn lab() -> Lab {
+        let state = Arc::new(Route53State::new());
+        let (url, server) = serve(Arc::clone(&state)).await.expect("serve");
+        let zone = state.create_zone(ZONE, true).expect("zone");
+        state.upsert(&zone, WRITER, "CNAME", 5, &[USW1]).expect("seed");
+        Lab {
+            client: client(&url, None),
+            state,
+            url,
+            zone,
+            _server: server,
+        }
+    }
+
+    fn rrs(name: &str, t: RrType, ttl: i64, values: &[&str]) -> ResourceRecordSet {
+        ResourceRecordSet::builder()
+            .name(name)
+            .r#type(t)
+            .ttl(ttl)
+            .set_resource_records(Some(
+                values
+                    .iter()
+                    .map(|v| ResourceRecord::builder().value(*v).build().expect("value"))
+                    .collect(),
+            ))
+            .build()
+            .expect("record set")
+    }
+
+    fn change(action: ChangeAction, set: ResourceRecordSet) -> Change {
+        Change::builder()
+            .action(action)
+            .resource_record_set(set)
+            .build()
+            .expect("change")
+    }
+
+    async fn submit(
+        client: &Client,
+        zone: &str,
+        changes: Vec<Change>,
+    ) -> Result<ChangeResourceRecordSetsOutput, SdkError<ChangeResourceRecordSetsError, HttpResponse>> {
+        client
+            .change_resource_record_sets()
+            .hosted_zone_id(zone)
+            .change_batch(
+                ChangeBatch::builder()
+                    .set_changes(Some(changes))
+                    .build()
+                    .expect("batch"),
+            )
+            .send()
+            .await
+    }
+
+    /// HTTP status, code and message of a service error, as the SDK surfaces them.
+    fn seen<E: ProvideErrorMetadata>(e: &SdkError<E, HttpResponse>) -> (u16, String, String) {
+        (
+            e.raw_response().map_or(0, |r| r.status().as_u16()),
+            e.code().unwrap_or_default().to_owned(),
+            e.message().unwrap_or_default().to_owned(),
+        )
+    }
+
+    /// What the product's adapter does: list from the name, keep the CNAME of that name.
+    async fn read_writer(client: &Client, zone: &str) -> ResourceRecordSet {
+        let out = client
+            .list_resource_record_sets()
+            .hosted_zone_id(zone)
+            .start_record_name(format!("{WRITER}."))
+            .max_items(10)
+            .send()
+            .await
+            .expect("list");
+        out.resource_record_sets()
+            .iter()
+            .find(|r| {
+                r.name().trim_end_matches('.').eq_ignore_ascii_case(WRITER) && r.r#type() == &RrType::Cname
+            })
+            .cloned()
+            .expect("writer record")
+    }
+
+    fn listed(records: &[ResourceRecordSet]) -> Vec<(String, String, Option<String>)> {
+        records
+            .iter()
+            .map(|r| {
+                (
+                    r.name().to_owned(),
+                    r.r#type().as_str().to_owned(),
+                    r.set_identifier().map(str::to_owned),
+                )
+            })
+            .collect()
+    }
+
+    // --- names -------------------------------------------------------------------------------
+
+    #[test]
+    fn names_are_lower_case_fqdns_with_route53_escapes() {
+        assert_eq!(
+            normalise_name("Writer.Sessions.Internal"),
+            "writer.sessions.internal."
+        );
+        assert_eq!(
+            normalise_name("writer.sessions.internal."),
+            "writer.sessions.internal."
+        );
+        assert_eq!(normalise_name("*.Example.com"), "\\052.example.com.");
+        assert_eq!(normalise_name("\\052.example.com."), "\\052.example.com.");
+        assert_eq!(normalise_name("\\101b.example.com"), "ab.example.com.");
+    }
+
+    /// The status line of a raw GET, for paths the SDK never sends.
+    async fn raw_get(url: &str, path: &str) -> String {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let addr = url.trim_start_matches("http://");
+        let mut s = TcpStream::connect(addr).await.expect("connect");
+        s.write_all(format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes())
+            .await
+            .expect("write");
+        let mut answer = String::new();
+        s.read_to_string(&mut answer).await.expect("read");
+        answer.lines().next().unwrap_or_default().to_owned()
+    }
+
+    #[tokio::test]
+    async fn zone_and_change_ids_are_accepted_with_or_without_their_prefix() {
+        assert_eq!(bare_zone_id("/hostedzone/Z123"), "Z123");
+        assert_eq!(bare_zone_id("Z123"), "Z123");
+        assert_eq!(bare_change_id("/change/C9"), "C9");
+        let state = Arc::new(Route53State::new());
+        let id = state.create_zone("example.com", false).expect("zone");
+        assert!(id.starts_with('Z') && id.len() == 21, "{id}");
+        assert!(id.chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit()));
+        assert_eq!(
+            state
+                .records(&format!("/hostedzone/{id}"))
+                .expect("records")
+                .len(),
+            2
+        );
+
+        // The SDK strips the prefix before sending; other clients send it percent-encoded.
+        let (url, _server) = serve(Arc::clone(&state)).await.expect("serve");
+        for path in [
+            format!("/2013-04-01/hostedzone/{id}"),
+            format!("/2013-04-01/hostedzone/%2Fhostedzone%2F{id}"),
+            format!("/2013-04-01/hostedzone/%2Fhostedzone%2F{id}/rrset"),
+        ] {
+            assert_eq!(raw_get(&url, &path).await, "HTTP/1.1 200 OK", "{path}");
+        }
+        let change = state
+            .upsert(&id, "a.example.com", "A", 60, &["192.0.2.1"])
+            .expect("upsert");
+        assert_eq!(
+            raw_get(&url, &format!("/2013-04-01/change/%2Fchange%2F{change}")).await,
+            "HTTP/1.1 200 OK"
+        );
+    }
+
+    #[test]
+    fn operations_parse_from_their_api_names() {
+        for op in Operation::ALL {
+            assert_eq!(op.as_str().parse::<Operation>(), Ok(op));
+        }
+        assert!("DeleteHostedZone".parse::<Operation>().is_err());
+    }
+
+    // --- zones -------------------------------------------------------------------------------
+
+    #[tokio::test]
+    async fn a_created_zone_answers_201_with_its_location_and_starts_with_soa_and_ns() {
+        let lab = lab().await;
+        let private = lab
+            .client
+            .create_hosted_zone()
+            .name("Private.Example")
+            .caller_reference("ref-private")
+            .hosted_zone_config(
+                HostedZoneConfig::builder()
+                    .private_zone(true)
+                    .comment("lab")
+                    .build(),
+            )
+            .vpc(
+                Vpc::builder()
+                    .vpc_region(VpcRegion::UsWest1)
+                    .vpc_id("vpc-1")
+                    .build(),
+            )
+            .send()
+            .await
+            .expect("create private");
+        let zone = private.hosted_zone().expect("zone");
+        let id = zone.id().trim_start_matches("/hostedzone/").to_owned();
+        assert!(zone.id().starts_with("/hostedzone/Z"), "{}", zone.id());
+        assert_eq!(zone.name(), "private.example.");
+        assert!(
+            private
+                .location()
+                .ends_with(&format!("/2013-04-01/hostedzone/{id}"))
+        );
+        assert_eq!(
+            private.change_info().map(|c| c.status()),
+            Some(&ChangeStatus::Pending)
+        );
+        assert_eq!(private.vpc().and_then(|v| v.vpc_id()), Some("vpc-1"));
+        // No DelegationSet in the answer; the SDK fills in an empty one for the required member.
+        assert!(
+            private
+                .delegation_set()
+                .is_none_or(|d| d.name_servers().is_empty())
+        );
+
+        let public = lab
+            .client
+            .create_hosted_zone()
+            .name("public.example")
+            .caller_reference("ref-public")
+            .send()
+            .await
+            .expect("create public");
+        assert_eq!(public.delegation_set().map(|d| d.name_servers().len()), Some(4));
+        assert!(public.vpc().is_none());
+
+        let again = lab
+            .client
+            .create_hosted_zone()
+            .name("other.example")
+            .caller_reference("ref-public")
+            .send()
+            .await
+            .expect_err("same caller reference");
+        assert_eq!(seen(&again).1, "HostedZoneAlreadyExists");
+
+        let got = lab.client.get_hosted_zone().id(&id).send().await.expect("get");
+        let hz = got.hosted_zone().expect("zone");
+        assert_eq!(hz.config().map(|c| c.private_zone()), Some(true));
+        assert_eq!(hz.config().and_then(|c| c.comment()), Some("lab"));
+        assert_eq!(hz.resource_record_set_count(), Some(2));
+        assert_eq!(got.vpcs().len(), 1);
+
+        let records = lab
+            .client
+            .list_resource_record_sets()
+            .hosted_zone_id(&id)
+            .send()
+            .await
+            .expect("list");
+        assert_eq!(
+            listed(records.resource_record_sets()),
+            vec![
+                ("private.example.".to_owned(), "NS".to_owned(), None),
+                ("private.example.".to_owned(), "SOA".to_owned(), None),
+            ]
+        );
+        let soa = &records.resource_record_sets()[1];
+        assert!(
+            soa.resource_records()[0]
+                .value()
+                .contains("awsdns-hostmaster.amazon.com.")
+        );
+    }
+
+    #[tokio::test]
+    async fn zones_are_listed_by_id_in_pages_and_by_name_with_labels_reversed() {
+        let state = Arc::new(Route53State::new());
+        let (url, _server) = serve(Arc::clone(&state)).await.expect("serve");
+        let client = client(&url, None);
+        let mut ids = Vec::new();
+        for name in ["b.example.com", "a.example.org", "example.com"] {
+            ids.push(state.create_zone(name, false).expect("zone"));
+        }
+        ids.sort();
+
+        let mut seen_ids = Vec::new();
+        let mut marker: Option<String> = None;
+        let mut pages = 0;
+        loop {
+            let out = client
+                .list_hosted_zones()
+                .set_marker(marker.clone())
+                .max_items(2)
+                .send()
+                .await
+                .expect("list");
+            pages += 1;
+            seen_ids.extend(
+                out.hosted_zones()
+                    .iter()
+                    .map(|z| z.id().trim_start_matches("/hostedzone/").to_owned()),
+            );
+            if !out.is_truncated() {
+                break;
+            }
+            marker = out.next_marker().map(str::to_owned);
+        }
+        assert_eq!(pages, 2);
+        assert_eq!(seen_ids, ids);
+
+        let by_name = client.list_hosted_zones_by_name().send().await.expect("by name");
+        let names: Vec<&str> = by_name.hosted_zones().iter().map(|z| z.name()).collect();
+        assert_eq!(names, ["example.com.", "b.example.com.", "a.example.org."]);
+
+        let from_b = client
+            .list_hosted_zones_by_name()
+            .dns_name("B.example.com")
+            .max_items(1)
+            .send()
+            .await
+            .expect("from b");
+        assert_eq!(from_b.hosted_zones()[0].name(), "b.example.com.");
+        assert!(from_b.is_truncated());
+        assert_eq!(from_b.next_dns_name(), Some("a.example.org."));
+    }
+
+    #[tokio::test]
+    async fn an_unknown_zone_is_no_such_hosted_zone_404() {
+        let lab = lab().await;
+        let list = lab
+            .client
+            .list_resource_record_sets()
+            .hosted_zone_id("ZNOSUCHZONE")
+            .send()
+            .await
+            .expect_err("unknown zone");
+        assert_eq!(
+            seen(&list),
+            (
+                404,
+                "NoSuchHostedZone".to_owned(),
+                "No hosted zone found with ID: ZNOSUCHZONE".to_owned()
+            )
+        );
+        let change = submit(
+            &lab.client,
+            "ZNOSUCHZONE",
+            vec![change(
+                ChangeAction::Upsert,
+                rrs("x.sessions.internal", RrType::A, 60, &["192.0.2.1"]),
+            )],
+        )
+        .await
+        .expect_err("unknown zone");
+        assert!(matches!(
+            change.into_service_error(),
+            ChangeResourceRecordSetsError::NoSuchHostedZone(_)
+        ));
+        let get = lab
+            .client
+            .get_hosted_zone()
+            .id("ZNOSUCHZONE")
+            .send()
+            .await
+            .expect_err("unknown");
+        assert_eq!(seen(&get).0, 404);
+    }
+
+    // --- record sets -------------------------------------------------------------------------
+
+    /// A public zone with records whose order exercises every rule of Route 53's listing.
+    async fn ordered_zone(state: &Route53State, client: &Client) -> String {
+        let zone = state.create_zone("example.com", false).expect("zone");
+        for (name, t, v) in [
+            ("www.example.com", "AAAA", "2001:db8::1"),
+            ("WWW.example.com.", "A", "192.0.2.1"),
+            ("api-1.example.com", "A", "192.0.2.2"),
+            ("b.a.example.com", "A", "192.0.2.3"),
+            ("a.example.com", "TXT", "\"hello\""),
+            ("*.example.com", "A", "192.0.2.4"),
+            ("example.com", "MX", "10 mail.example.com"),
+        ] {
+            state.upsert(&zone, name, t, 300, &[v]).expect("upsert");
+        }
+        let weighted = |id: &str, ip: &str| {
+            ResourceRecordSet::builder()
+                .name("w.example.com")
+                .r#type(RrType::A)
+                .set_identifier(id)
+                .weight(10)
+                .ttl(60)
+                .resource_records(ResourceRecord::builder().value(ip).build().expect("value"))
+                .build()
+                .expect("weighted")
+        };
+        submit(
+            client,
+            &zone,
+            vec![
+                change(ChangeAction::Create, weighted("two", "192.0.2.6")),
+                change(ChangeAction::Create, weighted("one", "192.0.2.5")),
+            ],
+        )
+        .await
+        .expect("weighted records");
+        zone
+    }
+
+    fn expected_order() -> Vec<(String, String, Option<String>)> {
+        [
+            ("example.com.", "MX", None),
+            ("example.com.", "NS", None),
+            ("example.com.", "SOA", None),
+            ("\\052.example.com.", "A", None),
+            ("a.example.com.", "TXT", None),
+            ("b.a.example.com.", "A", None),
+            ("api-1.example.com.", "A", None),
+            ("w.example.com.", "A", Some("one")),
+            ("w.example.com.", "A", Some("two")),
+            ("www.example.com.", "A", None),
+            ("www.example.com.", "AAAA", None),
+        ]
+        .into_iter()
+        .map(|(n, t, s)| (n.to_owned(), t.to_owned(), s.map(str::to_owned)))
+        .collect()
+    }
+
+    #[tokio::test]
+    async fn record_sets_are_listed_in_route53_order_and_paged_across_every_boundary() {
+        let state = Arc::new(Route53State::new());
+        let (url, _server) = serve(Arc::clone(&state)).await.expect("serve");
+        let client = client(&url, None);
+        let zone = ordered_zone(&state, &client).await;
+
+        let all = client
+            .list_resource_record_sets()
+            .hosted_zone_id(&zone)
+            .send()
+            .await
+            .expect("list");
+        assert_eq!(listed(all.resource_record_sets()), expected_order());
+        assert!(!all.is_truncated());
+        assert_eq!(all.max_items(), 300);
+
+        for page_size in [1, 2, 3] {
+            let mut collected = Vec::new();
+            let (mut name, mut t, mut id) = (None::<String>, None::<RrType>, None::<String>);
+            loop {
+                let out = client
+                    .list_resource_record_sets()
+                    .hosted_zone_id(&zone)
+                    .set_start_record_name(name.clone())
+                    .set_start_record_type(t.clone())
+                    .set_start_record_identifier(id.clone())
+                    .max_items(page_size)
+                    .send()
+                    .await
+                    .expect("page");
+                assert!(out.resource_record_sets().len() <= usize::try_from(page_size).expect("size"));
+                collected.extend(listed(out.resource_record_sets()));
+                if !out.is_truncated() {
+                    break;
+                }
+                name = out.next_record_name().map(str::to_owned);
+                t = out.next_record_type().cloned();
+                id = out.next_record_identifier().map(str::to_owned);
+                assert!(name.is_some() && t.is_some());
+            }
+            assert_eq!(collected, expected_order(), "page size {page_size}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_delete_must_match_the_set_identifier_and_every_routing_field() {
+        let state = Arc::new(Route53State::new());
+        let (url, _server) = serve(Arc::clone(&state)).await.expect("serve");
+        let client = client(&url, None);
+        let zone = ordered_zone(&state, &client).await;
+        let weighted = |id: &str, weight: i64| {
+            ResourceRecordSet::builder()
+                .name("W.example.com.")
+                .r#type(RrType::A)
+                .set_identifier(id)
+                .weight(weight)
+                .ttl(60)
+                .resource_records(
+                    ResourceRecord::builder()
+                        .value("192.0.2.5")
+                        .build()
+                        .expect("value"),
+                )
+                .build()
+                .expect("weighted")
+        };
+        let heavier = submit(
+            &client,
+            &zone,
+            vec![change(ChangeAction::Delete, weighted("one", 20))],
+        )
+        .await
+        .expect_err("other weight");
+        assert!(seen(&heavier).2.contains("do not match the current values"));
+        let unknown = submit(
+            &client,
+            &zone,
+            vec![change(ChangeAction::Delete, weighted("three", 10))],
+        )
+        .await
+        .expect_err("other set");
+        assert_eq!(
+            seen(&unknown).2,
+            "[Tried to delete resource record set [name='w.example.com.', type='A', set-identifier='three'] but it was not found]"
+        );
+        submit(
+            &client,
+            &zone,
+            vec![change(ChangeAction::Delete, weighted("one", 10))],
+        )
+        .await
+        .expect("exact match");
+        let left: Vec<Option<String>> = state
+            .records(&zone)
+            .expect("records")
+            .into_iter()
+            .filter(|r| r.name == "w.example.com.")
+            .map(|r| r.set_identifier)
+            .collect();
+        assert_eq!(left, [Some("two".to_owned())]);
+    }
+
+    #[tokio::test]
+    async fn listing_from_a_start_name_begins_at_that_name_or_the_next_one() {
+        let state = Arc::new(Route53State::new());
+        let (url, _server) = serve(Arc::clone(&state)).await.expect("serve");
+        let client = client(&url, None);
+        let zone = ordered_zone(&state, &client).await;
+        let first = |start: &str, t: Option<RrType>| {
+            let client = client.clone();
+            let zone = zone.clone();
+            let start = start.to_owned();
+            async move {
+                let out = client
+                    .list_resource_record_sets()
+                    .hosted_zone_id(zone)
+                    .start_record_name(start)
+                    .set_start_record_type(t)
+                    .max_items(10)
+                    .send()
+                    .await
+                    .expect("list");
+                listed(out.resource_record_sets()).into_iter().next()
+            }
+        };
+        let www_a = Some(("www.example.com.".to_owned(), "A".to_owned(), None));
+        assert_eq!(first("www.example.com.", None).await, www_a);
+        assert_eq!(first("WWW.Example.Com", None).await, www_a);
+        assert_eq!(
+            first("www.example.com", Some(RrType::Aaaa)).await,
+            Some(("www.example.com.".to_owned(), "AAAA".to_owned(), None))
+        );
+        // No such name: the listing starts at the next name in Route 53's order.
+        assert_eq!(
+            first("b.example.com", None).await,
+            Some((
+                "w.example.com.".to_owned(),
+                "A".to_owned(),
+                Some("one".to_owned())
+            ))
+        );
+        assert_eq!(first("zzz.example.com", None).await, None);
+    }
+
+    #[tokio::test]
+    async fn the_compare_and_swap_flip_succeeds_twenty_times_by_any_spelling_of_the_name() {
+        let lab = lab().await;
+        let spellings = [
+            "writer.sessions.internal.",
+            "Writer.Sessions.Internal",
+            "WRITER.SESSIONS.INTERNAL.",
+            "writer.sessions.internal",
+        ];
+        for flip in 0..20 {
+            let current = read_writer(&lab.client, &lab.zone).await;
+            let to = if flip % 2 == 0 { USW2 } else { USW1 };
+            let name = spellings[flip % spellings.len()];
+            let out = submit(
+                &lab.client,
+                &lab.zone,
+                vec![
+                    change(ChangeAction::Delete, current),
+                    change(ChangeAction::Create, rrs(name, RrType::Cname, 5, &[to])),
+                ],
+            )
+            .await
+            .unwrap_or_else(|e| panic!("flip {flip}: {}", aws_sdk_route53::error::DisplayErrorContext(e)));
+            assert_eq!(
+                out.change_info().map(|c| c.status()),
+                Some(&ChangeStatus::Pending)
+            );
+            assert_eq!(lab.writer().as_deref(), Some(to), "flip {flip}");
+            let records = lab.state.records(&lab.zone).expect("records");
+            assert_eq!(records.len(), 3, "NS, SOA and one writer after flip {flip}");
+        }
+        let read = read_writer(&lab.client, &lab.zone).await;
+        assert_eq!(read.name(), "writer.sessions.internal.");
+        // The seed plus twenty flips.
+        assert_eq!(lab.state.changes().len(), 21);
+    }
+
+    #[tokio::test]
+    async fn a_stale_delete_fails_the_whole_batch_and_leaves_the_zone_unchanged() {
+        let lab = lab().await;
+        let before = lab.state.records(&lab.zone).expect("records");
+        let stale = rrs(WRITER, RrType::Cname, 5, &[USW2]);
+        let err = submit(
+            &lab.client,
+            &lab.zone,
+            vec![
+                change(ChangeAction::Delete, stale),
+                change(
+                    ChangeAction::Create,
+                    rrs(WRITER, RrType::Cname, 5, &["elsewhere.example"]),
+                ),
+            ],
+        )
+        .await
+        .expect_err("stale delete");
+        let (status, code, message) = seen(&err);
+        assert_eq!((status, code.as_str()), (400, "InvalidChangeBatch"));
+        assert_eq!(
+            message,
+            "[Tried to delete resource record set [name='writer.sessions.internal.', type='CNAME'] but the values provided do not match the current values, \
+             Tried to create resource record set [name='writer.sessions.internal.', type='CNAME'] but it already exists]"
+        );
+        // The modelled error carries the same message.
+        match err.into_service_error() {
+            ChangeResourceRecordSetsError::InvalidChangeBatch(e) => {
+                assert!(
+                    e.message()
+                        .is_some_and(|m| m.contains("do not match the current values"))
+                );
+                assert_eq!(e.code(), Some("InvalidChangeBatch"));
+            }
+            other => panic!("expected InvalidChangeBatch, got {other:?}"),
+        }
+        assert_eq!(lab.state.records(&lab.zone).expect("records"), before);
+        assert_eq!(lab.state.changes().len(), 1, "only the seed");
+    }
+
+    #[tokio::test]
+    async fn a_delete_with_the_wrong_ttl_is_a_value_mismatch() {
+        let lab = lab().await;
+        let err = submit(
+            &lab.client,
+            &lab.zone,
+            vec![change(
+                ChangeAction::Delete,
+                rrs(WRITER, RrType::Cname, 60, &[USW1]),
+            )],
+        )
+        .await
+        .expect_err("wrong ttl");
+        let (status, code, message) = seen(&err);
+        assert_eq!((status, code.as_str()), (400, "InvalidChangeBatch"));
+        assert!(
+            message.contains("but the values provided do not match the current values"),
+            "{message}"
+        );
+        assert_eq!(lab.writer().as_deref(), Some(USW1));
+    }
+
+    #[tokio::test]
+    async fn deleting_a_missing_record_is_not_found_and_creating_an_existing_one_already_exists() {
+        let lab = lab().await;
+        let missing = submit(
+            &lab.client,
+            &lab.zone,
+            vec![change(
+                ChangeAction::Delete,
+                rrs("Gone.sessions.internal", RrType::Cname, 5, &[USW1]),
+            )],
+        )
+        .await
+        .expect_err("missing");
+        assert_eq!(
+            seen(&missing).2,
+            "[Tried to delete resource record set [name='gone.sessions.internal.', type='CNAME'] but it was not found]"
+        );
+        // Same name, other type: not found either.
+        let other_type = submit(
+            &lab.client,
+            &lab.zone,
+            vec![change(
+                ChangeAction::Delete,
+                rrs(WRITER, RrType::A, 5, &["192.0.2.1"]),
+            )],
+        )
+        .await
+        .expect_err("other type");
+        assert!(seen(&other_type).2.contains("type='A'] but it was not found"));
+
+        let exists = submit(
+            &lab.client,
+            &lab.zone,
+            vec![change(
+                ChangeAction::Create,
+                rrs(WRITER, RrType::Cname, 5, &[USW2]),
+            )],
+        )
+        .await
+        .expect_err("exists");
+        assert_eq!(
+            seen(&exists),
+            (
+                400,
+                "InvalidChangeBatch".to_owned(),
+                "[Tried to create resource record set [name='writer.sessions.internal.', type='CNAME'] but it already exists]"
+                    .to_owned()
+            )
+        );
+        assert_eq!(lab.writer().as_deref(), Some(USW1));
+    }
+
+    #[tokio::test]
+    async fn a_cname_cannot_share_its_name_with_another_type_in_either_direction() {
+        let lab = lab().await;
+        let a_on_cname = submit(
+            &lab.client,
+            &lab.zone,
+            vec![change(
+                ChangeAction::Upsert,
+                rrs(WRITER, RrType::A, 5, &["192.0.2.1"]),
+            )],
+        )
+        .await
+        .expect_err("A on a CNAME");
+        assert_eq!(
+            seen(&a_on_cname).2,
+            "[RRSet of type A with DNS name writer.sessions.internal. is not permitted because a conflicting RRSet of type CNAME with the same DNS name already exists in zone sessions.internal.]"
+        );
+
+        lab.state
+            .upsert(&lab.zone, "txt.sessions.internal", "TXT", 60, &["\"x\""])
+            .expect("txt");
+        let cname_on_txt = submit(
+            &lab.client,
+            &lab.zone,
+            vec![change(
+                ChangeAction::Create,
+                rrs("txt.sessions.internal.", RrType::Cname, 5, &[USW1]),
+            )],
+        )
+        .await
+        .expect_err("CNAME on a TXT");
+        assert_eq!(
+            seen(&cname_on_txt).2,
+            "[RRSet of type CNAME with DNS name txt.sessions.internal. is not permitted as it conflicts with other records with the same DNS name in zone sessions.internal.]"
+        );
+
+        // Replacing the CNAME by an A in one batch is fine: the DELETE clears the way.
+        let current = read_writer(&lab.client, &lab.zone).await;
+        submit(
+            &lab.client,
+            &lab.zone,
+            vec![
+                change(ChangeAction::Delete, current),
+                change(ChangeAction::Create, rrs(WRITER, RrType::A, 5, &["192.0.2.1"])),
+            ],
+        )
+        .await
+        .expect("CNAME replaced by an A");
+        assert!(lab.state.record(&lab.zone, WRITER, "CNAME").is_none());
+        assert!(lab.state.record(&lab.zone, WRITER, "A").is_some());
+    }
+
+    #[tokio::test]
+    async fn a_cname_at_the_apex_and_a_record_outside_the_zone_are_refused() {
+        let lab = lab().await;
+        let apex = submit(
+            &lab.client,
+            &lab.zone,
+            vec![change(ChangeAction::Create, rrs(ZONE, RrType::Cname, 5, &[USW1]))],
+        )
+        .await
+        .expect_err("apex CNAME");
+        assert_eq!(
+            seen(&apex).2,
+            "[RRSet of type CNAME with DNS name sessions.internal. is not permitted at apex in zone sessions.internal.]"
+        );
+        let outside = submit(
+            &lab.client,
+            &lab.zone,
+            vec![change(
+                ChangeAction::Create,
+                rrs("writer.other.internal", RrType::Cname, 5, &[USW1]),
+            )],
+        )
+        .await
+        .expect_err("outside");
+        assert_eq!(
+            seen(&outside),
+            (
+                400,
+                "InvalidChangeBatch".to_owned(),
+                "[RRSet with DNS name writer.other.internal. is not permitted in zone sessions.internal.]"
+                    .to_owned()
+            )
+        );
+        let soa = lab.state.record(&lab.zone, ZONE, "SOA").expect("soa");
+        let no_soa = submit(
+            &lab.client,
+            &lab.zone,
+            vec![change(
+                ChangeAction::Delete,
+                rrs(ZONE, RrType::Soa, 900, &[&soa.values[0]]),
+            )],
+        )
+        .await
+        .expect_err("the SOA stays");
+        assert!(seen(&no_soa).2.contains("exactly one SOA record"));
+    }
+
+    #[tokio::test]
+    async fn malformed_batches_get_route53s_validation_answers() {
+        let lab = lab().await;
+        let empty = submit(&lab.client, &lab.zone, Vec::new())
+            .await
+            .expect_err("empty");
+        let (status, code, message) = seen(&empty);
+        assert_eq!((status, code.as_str()), (400, "InvalidInput"));
+        assert!(
+            message.contains("The content of element 'Changes' is not complete"),
+            "{message}"
+        );
+
+        let no_ttl = ResourceRecordSet::builder()
+            .name("x.sessions.internal")
+            .r#type(RrType::A)
+            .resource_records(
+                ResourceRecord::builder()
+                    .value("192.0.2.1")
+                    .build()
+                    .expect("value"),
+            )
+            .build()
+            .expect("record");
+        let missing_ttl = submit(&lab.client, &lab.zone, vec![change(ChangeAction::Create, no_ttl)])
+            .await
+            .expect_err("no TTL");
+        assert_eq!(
+            seen(&missing_ttl),
+            (
+                400,
+                "InvalidInput".to_owned(),
+                "Invalid request: Expected exactly one of [AliasTarget, all of [TTL, and ResourceRecords], or TrafficPolicyInstanceId], but found none in Change with [Action=CREATE, Name=x.sessions.internal, Type=A, SetIdentifier=null]".to_owned()
+            )
+        );
+
+        let two_values = submit(
+            &lab.client,
+            &lab.zone,
+            vec![change(
+                ChangeAction::Create,
+                rrs("two.sessions.internal", RrType::Cname, 5, &[USW1, USW2]),
+            )],
+        )
+        .await
+        .expect_err("two CNAME values");
+        let (status, code, message) = seen(&two_values);
+        assert_eq!((status, code.as_str()), (400, "InvalidChangeBatch"));
+        assert!(message.contains("more than one value"), "{message}");
+        assert_eq!(lab.state.records(&lab.zone).expect("records").len(), 3);
+    }
+
+    #[tokio::test]
+    async fn upsert_creates_a_record_then_replaces_it() {
+        let lab = lab().await;
+        let name = "cache.sessions.internal";
+        for ip in ["192.0.2.1", "192.0.2.2"] {
+            submit(
+                &lab.client,
+                &lab.zone,
+                vec![change(ChangeAction::Upsert, rrs(name, RrType::A, 30, &[ip]))],
+            )
+            .await
+            .expect("upsert");
+            let r = lab.state.record(&lab.zone, name, "A").expect("record");
+            assert_eq!(
+                (r.name.as_str(), r.ttl, r.values),
+                ("cache.sessions.internal.", Some(30), vec![ip.to_owned()])
+            );
+        }
+        // A DELETE matches the values in any order.
+        lab.state
+            .upsert(
+                &lab.zone,
+                "multi.sessions.internal",
+                "A",
+                30,
+                &["192.0.2.1", "192.0.2.2"],
+            )
+            .expect("multi");
+        submit(
+            &lab.client,
+            &lab.zone,
+            vec![change(
+                ChangeAction::Delete,
+                rrs(
+                    "multi.sessions.internal",
+                    RrType::A,
+                    30,
+                    &["192.0.2.2", "192.0.2.1"],
+                ),
+            )],
+        )
+        .await
+        .expect("delete in any order");
+        assert!(
+            lab.state
+                .record(&lab.zone, "multi.sessions.internal", "A")
+                .is_none()
+        );
+    }
+
+    #[tokio::test]
+    async fn get_change_is_pending_until_the_propagation_delay_has_passed() {
+        let lab = lab().await;
+        lab.state.set_propagation_delay(Duration::from_millis(400));
+        let out = submit(
+            &lab.client,
+            &lab.zone,
+            vec![change(
+                ChangeAction::Upsert,
+                rrs("p.sessions.internal", RrType::A, 30, &["192.0.2.1"]),
+            )],
+        )
+        .await
+        .expect("change");
+        let id = out.change_info().expect("info").id().to_owned();
+        assert!(id.starts_with("/change/C"), "{id}");
+        let status = |client: Client, id: String| async move {
+            client
+                .get_change()
+                .id(id)
+                .send()
+                .await
+                .expect("get change")
+                .change_info()
+                .map(|c| c.status().clone())
+        };
+        assert_eq!(
+            status(lab.client.clone(), id.clone()).await,
+            Some(ChangeStatus::Pending)
+        );
+        tokio::time::sleep(Duration::from_millis(450)).await;
+        assert_eq!(
+            status(lab.client.clone(), id.clone()).await,
+            Some(ChangeStatus::Insync)
+        );
+
+        lab.state.set_propagation_delay(Duration::ZERO);
+        let quick = submit(
+            &lab.client,
+            &lab.zone,
+            vec![change(
+                ChangeAction::Upsert,
+                rrs("q.sessions.internal", RrType::A, 30, &["192.0.2.1"]),
+            )],
+        )
+        .await
+        .expect("change");
+        let quick_id = quick.change_info().expect("info").id().to_owned();
+        assert_eq!(
+            status(lab.client.clone(), quick_id).await,
+            Some(ChangeStatus::Insync)
+        );
+
+        let unknown = lab
+            .client
+            .get_change()
+            .id("CNOSUCHCHANGE")
+            .send()
+            .await
+            .expect_err("unknown");
+        assert_eq!(seen(&unknown).0, 404);
+        assert_eq!(seen(&unknown).1, "NoSuchChange");
+    }
+
+    // --- faults ------------------------------------------------------------------------------
+
+    #[tokio::test]
+    async fn throttling_and_prior_request_not_complete_are_400s_with_their_codes_and_change_nothing() {
+        let lab = lab().await;
+        lab.state
+            .set_fault(Operation::ListResourceRecordSets, Fault::Throttling, Some(1));
+        let throttled = lab
+            .client
+            .list_resource_record_sets()
+            .hosted_zone_id(&lab.zone)
+            .send()
+            .await
+            .expect_err("throttled");
+        assert_eq!(
+            seen(&throttled),
+            (400, "Throttling".to_owned(), "Rate exceeded".to_owned())
+        );
+
+        lab.state.set_fault(
+            Operation::ChangeResourceRecordSets,
+            Fault::PriorRequestNotComplete,
+            Some(1),
+        );
+        let current = read_writer(&lab.client, &lab.zone).await;
+        let batch = vec![
+            change(ChangeAction::Delete, current),
+            change(ChangeAction::Create, rrs(WRITER, RrType::Cname, 5, &[USW2])),
+        ];
+        let prior = submit(&lab.client, &lab.zone, batch.clone())
+            .await
+            .expect_err("prior");
+        let (status, code, message) = seen(&prior);
+        assert_eq!((status, code.as_str()), (400, "PriorRequestNotComplete"));
+        assert!(message.contains("still processing a prior request"));
+        assert_eq!(lab.writer().as_deref(), Some(USW1));
+
+        // Both were for one request only.
+        submit(&lab.client, &lab.zone, batch)
+            .await
+            .expect("retry succeeds");
+        assert_eq!(lab.writer().as_deref(), Some(USW2));
+    }
+
+    #[tokio::test]
+    async fn an_error_5xx_fault_is_a_500_internal_failure() {
+        let lab = lab().await;
+        lab.state
+            .set_fault(Operation::GetHostedZone, Fault::Error5xx, None);
+        let err = lab
+            .client
+            .get_hosted_zone()
+            .id(&lab.zone)
+            .send()
+            .await
+            .expect_err("5xx");
+        let (status, code, _) = seen(&err);
+        assert_eq!((status, code.as_str()), (500, "InternalFailure"));
+    }
+
+    #[tokio::test]
+    async fn a_hung_change_times_out_at_the_client_and_is_never_applied() {
+        let lab = lab().await;
+        lab.state
+            .set_fault(Operation::ChangeResourceRecordSets, Fault::Hang, Some(1));
+        let current = read_writer(&lab.client, &lab.zone).await;
+        let err = submit(
+            &lab.impatient(Duration::from_millis(300)),
+            &lab.zone,
+            vec![
+                change(ChangeAction::Delete, current),
+                change(ChangeAction::Create, rrs(WRITER, RrType::Cname, 5, &[USW2])),
+            ],
+        )
+        .await
+        .expect_err("hang");
+        assert!(matches!(err, SdkError::TimeoutError(_)), "{err:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert_eq!(lab.writer().as_deref(), Some(USW1));
+        let logged = lab.state.requests();
+        let last = logged.last().expect("logged");
+        assert_eq!(
+            (last.action.as_str(), last.status),
+            ("ChangeResourceRecordSets", 0)
+        );
+        assert_eq!(last.params.get("fault").map(String::as_str), Some("hang"));
+    }
+
+    #[tokio::test]
+    async fn a_lost_answer_applies_the_change_but_the_client_sees_a_transient_failure() {
+        let lab = lab().await;
+        lab.state
+            .set_fault(Operation::ChangeResourceRecordSets, Fault::Lost, Some(1));
+        let current = read_writer(&lab.client, &lab.zone).await;
+        let batch = vec![
+            change(ChangeAction::Delete, current),
+            change(ChangeAction::Create, rrs(WRITER, RrType::Cname, 5, &[USW2])),
+        ];
+        let err = submit(&lab.impatient(Duration::from_secs(5)), &lab.zone, batch.clone())
+            .await
+            .expect_err("lost");
+        // No answer at all: a dispatch (I/O) failure, which is retryable.
+        assert!(matches!(err, SdkError::DispatchFailure(_)), "{err:?}");
+        assert_eq!(lab.writer().as_deref(), Some(USW2), "the change was applied");
+        assert_eq!(lab.state.changes().len(), 2);
+
+        // The caller's retry of the same compare-and-swap now meets the change it made.
+        let retry = submit(&lab.client, &lab.zone, batch)
+            .await
+            .expect_err("retry conflicts");
+        let message = seen(&retry).2;
+        assert!(
+            message.contains("do not match") && message.contains("already exists"),
+            "{message}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_slow_change_lands_after_the_client_gave_up() {
+        let lab = lab().await;
+        lab.state.set_fault(
+            Operation::ChangeResourceRecordSets,
+            Fault::Slow { ms: 600 },
+            Some(1),
+        );
+        let current = read_writer(&lab.client, &lab.zone).await;
+        let started = Instant::now();
+        let err = submit(
+            &lab.impatient(Duration::from_millis(200)),
+            &lab.zone,
+            vec![
+                change(ChangeAction::Delete, current),
+                change(ChangeAction::Create, rrs(WRITER, RrType::Cname, 5, &[USW2])),
+            ],
+        )
+        .await
+        .expect_err("gave up");
+        assert!(matches!(err, SdkError::TimeoutError(_)), "{err:?}");
+        assert_eq!(lab.writer().as_deref(), Some(USW1), "not yet");
+        tokio::time::sleep(Duration::from_millis(700).saturating_sub(started.elapsed())).await;
+        assert_eq!(lab.writer().as_deref(), Some(USW2), "landed late");
+        let applied = lab.state.changes();
+        let late = applied.last().expect("applied");
+        assert!(!late.direct);
+        assert_eq!(late.changes[1].values, vec![USW2.to_owned()]);
+    }
+
+    #[tokio::test]
+    async fn latency_delays_the_answer_but_the_call_succeeds() {
+        let lab = lab().await;
+        lab.state
+            .set_latency(Operation::ListResourceRecordSets, Duration::from_millis(250));
+        let started = Instant::now();
+        let read = read_writer(&lab.client, &lab.zone).await;
+        assert!(
+            started.elapsed() >= Duration::from_millis(250),
+            "{:?}",
+            started.elapsed()
+        );
+        assert_eq!(read.resource_records()[0].value(), USW1);
+        lab.state.clear_faults();
+        assert!(lab.state.latencies().is_empty());
+    }
+
+    #[tokio::test]
+    async fn next_n_faults_expire_and_standing_ones_last_until_cleared() {
+        let lab = lab().await;
+        lab.state
+            .set_fault(Operation::GetHostedZone, Fault::Throttling, Some(2));
+        let get = || lab.client.get_hosted_zone().id(&lab.zone).send();
+        assert!(get().await.is_err());
+        assert_eq!(lab.state.faults()[0].remaining, Some(1));
+        assert!(get().await.is_err());
+        assert!(lab.state.faults().is_empty());
+        get().await.expect("expired");
+
+        lab.state
+            .set_fault(Operation::GetHostedZone, Fault::Throttling, None);
+        for _ in 0..3 {
+            assert_eq!(seen(&get().await.expect_err("standing")).1, "Throttling");
+        }
+        // Other operations are untouched.
+        read_writer(&lab.client, &lab.zone).await;
+        lab.state.clear_faults();
+        get().await.expect("cleared");
+    }
+
+    // --- logs --------------------------------------------------------------------------------
+
+    #[tokio::test]
+    async fn the_change_log_and_request_log_carry_the_trace_id_and_times() {
+        let lab = lab().await;
+        let trace = "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1";
+        let current = read_writer(&lab.client, &lab.zone).await;
+        let before = now_ms();
+        lab.client
+            .change_resource_record_sets()
+            .hosted_zone_id(&lab.zone)
+            .change_batch(
+                ChangeBatch::builder()
+                    .comment("traffic-switch us-west-2")
+                    .changes(change(ChangeAction::Delete, current))
+                    .changes(change(
+                        ChangeAction::Create,
+                        rrs(WRITER, RrType::Cname, 5, &[USW2]),
+                    ))
+                    .build()
+                    .expect("batch"),
+            )
+            .customize()
+            .mutate_request(move |req| {
+                req.headers_mut().insert(TRACE_HEADER, trace);
+            })
+            .send()
+            .await
+            .expect("change");
+        let after = now_ms();
+
+        let applied = lab.state.changes();
+        let last = applied.last().expect("applied");
+        assert_eq!(last.trace.as_deref(), Some(trace));
+        assert!((before..=after).contains(&last.at_ms));
+        assert_eq!(last.zone, lab.zone);
+        assert_eq!(last.comment.as_deref(), Some("traffic-switch us-west-2"));
+        let entries: Vec<(&str, &str, &str, Option<i64>)> = last
+            .changes
+            .iter()
+            .map(|c| (c.action.as_str(), c.name.as_str(), c.record_type.as_str(), c.ttl))
+            .collect();
+        assert_eq!(
+            entries,
+            [
+                ("DELETE", "writer.sessions.internal.", "CNAME", Some(5)),
+                ("CREATE", "writer.sessions.internal.", "CNAME", Some(5)),
+            ]
+        );
+        let json = serde_json::to_value(&applied).expect("serialises");
+        assert_eq!(json[1]["changes"][1]["type"], "CNAME");
+
+        let requests = lab.state.requests();
+        let logged = requests
+            .iter()
+            .find(|r| r.action == "ChangeResourceRecordSets")
+            .expect("logged");
+        assert_eq!(logged.service, "route53");
+        assert_eq!(logged.status, 200);
+        assert_eq!(logged.params.get("trace").map(String::as_str), Some(trace));
+        assert_eq!(logged.params.get("zone"), Some(&lab.zone));
+        assert_eq!(logged.params.get("change"), Some(&last.change_id));
+        assert!((before..=after).contains(&logged.at_ms));
+        let list = requests
+            .iter()
+            .find(|r| r.action == "ListResourceRecordSets")
+            .expect("list logged");
+        assert_eq!(list.params.get("maxitems").map(String::as_str), Some("10"));
+        assert!(!list.params.contains_key("trace"));
+    }
+}
