@@ -15,6 +15,7 @@ pub mod failover;
 pub mod lag;
 pub mod lambda;
 pub mod link;
+pub mod route53;
 pub mod valkey;
 
 use std::collections::BTreeMap;
