@@ -4,9 +4,12 @@
 
 use std::time::Duration;
 
-use aws_sdk_route53recoverycluster::operation::get_routing_control_state::GetRoutingControlStateOutput;
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use aws_sdk_route53recoverycluster::operation::list_routing_controls::ListRoutingControlsOutput;
 use aws_sdk_route53recoverycluster::operation::update_routing_control_states::UpdateRoutingControlStatesOutput;
-use aws_sdk_route53recoverycluster::types::RoutingControlState;
+use aws_sdk_route53recoverycluster::types::{RoutingControl, RoutingControlState};
 use aws_smithy_mocks::{Rule, RuleMode, mock, mock_client};
 use failover_core::audit::Outcome;
 use failover_core::aws::arc::ArcCluster;
@@ -41,32 +44,53 @@ fn json_error(status: u16, kind: &str, message: &str) -> (u16, String) {
     )
 }
 
-/// One endpoint that answers reads from `states` and accepts updates.
+/// One endpoint of a cluster whose controls start as `states`: it lists them and applies updates,
+/// so the switch's read after its flip sees the flip.
 fn healthy(states: &'static [(&'static str, bool)]) -> (Rule, Rule) {
-    let get = mock!(aws_sdk_route53recoverycluster::Client::get_routing_control_state).then_compute_output(
-        move |req| {
-            let arn = req.routing_control_arn().unwrap_or_default().to_owned();
-            let on = states.iter().any(|(a, on)| *a == arn && *on);
-            GetRoutingControlStateOutput::builder()
-                .routing_control_arn(arn)
-                .routing_control_state(if on {
-                    RoutingControlState::On
-                } else {
-                    RoutingControlState::Off
-                })
+    let shared: Arc<Mutex<BTreeMap<String, bool>>> = Arc::new(Mutex::new(
+        states.iter().map(|(a, on)| ((*a).to_owned(), *on)).collect(),
+    ));
+    let read = Arc::clone(&shared);
+    let list =
+        mock!(aws_sdk_route53recoverycluster::Client::list_routing_controls).then_compute_output(move |_| {
+            let states = read.lock().expect("states").clone();
+            ListRoutingControlsOutput::builder()
+                .set_routing_controls(Some(
+                    states
+                        .into_iter()
+                        .map(|(arn, on)| {
+                            RoutingControl::builder()
+                                .routing_control_arn(arn)
+                                .routing_control_state(if on {
+                                    RoutingControlState::On
+                                } else {
+                                    RoutingControlState::Off
+                                })
+                                .build()
+                        })
+                        .collect(),
+                ))
                 .build()
                 .expect("output")
-        },
-    );
+        });
     let update = mock!(aws_sdk_route53recoverycluster::Client::update_routing_control_states)
-        .then_output(|| UpdateRoutingControlStatesOutput::builder().build());
-    (get, update)
+        .then_compute_output(move |req| {
+            let mut states = shared.lock().expect("states");
+            for e in req.update_routing_control_state_entries() {
+                states.insert(
+                    e.routing_control_arn().to_owned(),
+                    e.routing_control_state() == &RoutingControlState::On,
+                );
+            }
+            UpdateRoutingControlStatesOutput::builder().build()
+        });
+    (list, update)
 }
 
 /// One endpoint that fails every call with `status`/`body`.
 fn failing(status: u16, body: String) -> (Rule, Rule) {
     let b1 = body.clone();
-    let get = mock!(aws_sdk_route53recoverycluster::Client::get_routing_control_state)
+    let get = mock!(aws_sdk_route53recoverycluster::Client::list_routing_controls)
         .sequence()
         .http_status(status, Some(b1))
         .repeatedly()

@@ -40,6 +40,14 @@ pub struct AwsFault {
     pub transient: bool,
     pub attempts: u32,
     pub gave_up: Option<String>,
+    /// Attempts given up on without an answer (cut off, or the connection lost after sending):
+    /// the service may still have applied them, or apply them later.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub abandoned: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 fn attempts_text(n: u32) -> String {
@@ -67,7 +75,19 @@ impl AwsFault {
             transient,
             attempts: 1,
             gave_up: None,
+            abandoned: 0,
         }
+    }
+
+    /// Whether this attempt ended without an answer, so the request may have reached the service
+    /// and may be applied (now or later) although the caller gave up on it: a cut-off attempt, a
+    /// timeout, a connection lost or an answer that could not be read. A connection that was never
+    /// made (`ConnectTimeout`) sent nothing.
+    pub fn unanswered(&self) -> bool {
+        matches!(
+            self.code.as_deref(),
+            Some("AttemptTimeout" | "Timeout" | "ConnectionError" | "UnreadableResponse")
+        )
     }
 
     pub fn timeout(operation: &'static str, after: Duration) -> Self {
@@ -112,6 +132,7 @@ impl AwsFault {
                     transient,
                     attempts: 1,
                     gave_up: None,
+                    abandoned: 0,
                 }
             }
             SdkError::DispatchFailure(d) => Self::service(

@@ -128,6 +128,9 @@ pub struct Budget {
 pub struct Done<T> {
     pub value: T,
     pub attempts: u32,
+    /// Earlier attempts given up on without an answer ([`AwsFault::unanswered`]): for a change,
+    /// they may still be applied after this one.
+    pub abandoned: u32,
 }
 
 /// Runs `call` until it succeeds, fails permanently, runs out of attempts or would run past the
@@ -143,6 +146,7 @@ where
     Fut: Future<Output = Result<T, AwsFault>>,
 {
     let mut attempt = 0u32;
+    let mut abandoned = 0u32;
     loop {
         attempt += 1;
         let limit = budget.policy.attempt_timeout.min(budget.deadline.remaining());
@@ -150,15 +154,20 @@ where
             Ok(r) => r,
             Err(_) => Err(AwsFault::timeout(operation, limit)),
         };
-        let fault = match result {
+        let mut fault = match result {
             Ok(value) => {
                 return Ok(Done {
                     value,
                     attempts: attempt,
+                    abandoned,
                 });
             }
             Err(f) => f,
         };
+        if fault.unanswered() {
+            abandoned += 1;
+        }
+        fault.abandoned = abandoned;
         let unit: f64 = rand::random();
         match next_step(
             &budget.policy,

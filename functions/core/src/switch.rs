@@ -559,6 +559,33 @@ fn decide_arc(t: Target<'_>, observed: &Observed, arc: &ArcTarget, _cfg: &Switch
     }
 }
 
+/// The member Region writers are sent to, as observed: the configured member whose endpoint the
+/// record names (dns), or the one member whose routing control is On (arc). `None` when the record
+/// names no configured endpoint, or no control or several are On, or the states are unknown.
+pub fn writers_on(observed: &Observed, cfg: &SwitchConfig) -> Option<Region> {
+    match &cfg.routing {
+        Routing::Dns(_) => observed
+            .record
+            .as_ref()
+            .and_then(|r| r.value.as_deref())
+            .and_then(|v| DnsName::parse(v).ok())
+            .and_then(|n| cfg.datastore.member_with_endpoint(&n))
+            .map(|m| m.region.clone()),
+        Routing::Arc(arc) => {
+            let states = observed.controls.as_ref()?;
+            let mut on = arc
+                .controls
+                .iter()
+                .filter(|(_, arn)| states.states.get(arn).copied() == Some(true))
+                .map(|(r, _)| r);
+            match (on.next(), on.next()) {
+                (Some(only), None) => Some(only.clone()),
+                _ => None,
+            }
+        }
+    }
+}
+
 /// The read-only view the `status` command returns.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct StatusReport {
@@ -612,17 +639,12 @@ pub fn status_report(observed: &Observed, cfg: &SwitchConfig) -> StatusReport {
         writers_point_at: None,
         writers_on_primary: false,
     };
+    report.writers_point_at = writers_on(observed, cfg).map(|r| r.to_string());
     match &cfg.routing {
         Routing::Dns(dns) => {
-            let value = record.and_then(|r| r.value.clone());
-            let pointed = value
-                .as_deref()
-                .and_then(|v| DnsName::parse(v).ok())
-                .and_then(|n| cfg.datastore.member_with_endpoint(&n).cloned());
             report.record_name = Some(dns.record_name.to_string());
-            report.record_value = value;
+            report.record_value = record.and_then(|r| r.value.clone());
             report.record_ttl = record.and_then(|r| r.ttl);
-            report.writers_point_at = pointed.map(|m| m.region.to_string());
         }
         Routing::Arc(arc) => {
             let states = observed.controls.as_ref();
@@ -642,15 +664,6 @@ pub fn status_report(observed: &Observed, cfg: &SwitchConfig) -> StatusReport {
             );
             report.controls_read_from = states.map(|c| c.read_from.clone());
             report.endpoints_failed = states.map(|c| c.failed.clone()).unwrap_or_default();
-            let on: Vec<&Region> = arc
-                .controls
-                .iter()
-                .filter(|(_, arn)| state_of(arn) == Some(true))
-                .map(|(r, _)| r)
-                .collect();
-            if let [only] = on.as_slice() {
-                report.writers_point_at = Some(only.to_string());
-            }
         }
     }
     report.writers_on_primary = matches!(

@@ -3,8 +3,10 @@
 //!
 //! Per invocation: parse the event into triggers, triage every trigger (bad commands fail the
 //! whole invocation before anything is read), then for each trigger worth acting on, observe
-//! (Global Datastore and record, concurrently), decide, act, and observe again when the plan says
-//! to wait or the record moved under us. One audit/EMF line is written per invocation.
+//! (where writers point first, then the Global Datastore), decide, act, and observe again — after
+//! a wait, after a conflict, and after every write, until an observation finds writers on the
+//! primary. A trigger succeeds only on such an observation. One audit/EMF line is written per
+//! invocation.
 
 use std::time::{Duration, Instant, SystemTime};
 
@@ -15,6 +17,7 @@ use failover_core::aws::elasticache::ElastiCache;
 use failover_core::aws::route53::{ChangeError, ReadRecord, Route53};
 use failover_core::config::{Routing, RoutingMode, SwitchConfig};
 use failover_core::fault::AwsFault;
+use failover_core::ids::Region;
 use failover_core::intake::{self, IntakeError, Trigger};
 use failover_core::observed::{ControlsView, Observed};
 use failover_core::retry::{Budget, Deadline, Done, RetryPolicy};
@@ -29,8 +32,9 @@ use thiserror::Error;
 
 pub const FUNCTION: &str = "traffic-switch";
 
-/// How many times the record may move under us in one invocation before we stop and report.
-const MAX_CONFLICTS: u32 = 3;
+/// How many times writers' routing may move under us while handling one trigger (a conflicting
+/// change, or a write the next observation found already out of date) before we stop and report.
+const MAX_MOVES: u32 = 3;
 
 /// Why an invocation failed. Each variant becomes the Lambda error response's `errorType`.
 #[derive(Debug, Error)]
@@ -45,7 +49,9 @@ pub enum SwitchError {
     Aws(#[from] AwsFault),
     #[error("Global Datastore still changing at the deadline: {0}")]
     NotStable(String),
-    #[error("the record changed under us {0} times; another switch is racing this one")]
+    #[error(
+        "where writers point changed under us {0} times; another switch, or the datastore, is moving faster than this one can follow"
+    )]
     RecordKeptChanging(u32),
     #[error("safety rule: {0}")]
     SafetyRuleRejected(String),
@@ -93,6 +99,8 @@ impl From<SwitchError> for Diagnostic {
 #[derive(Debug, Clone, Serialize)]
 pub struct ActionReport {
     pub action: &'static str,
+    /// When the call started (Unix ms): the order of reads and writes is part of the evidence.
+    pub started_at_ms: u64,
     pub ok: bool,
     pub attempts: u32,
     pub duration_ms: u64,
@@ -101,48 +109,80 @@ pub struct ActionReport {
 }
 
 impl ActionReport {
-    /// The report of the `DescribeGlobalReplicationGroups` every observation starts with.
-    fn describe<T>(result: &Result<Done<T>, AwsFault>, duration_ms: u64) -> Self {
-        Self::of(
-            "elasticache.describe_global_replication_groups",
-            result,
-            duration_ms,
-            Value::Null,
-        )
-    }
-
-    /// The report of a retried call that returned `result`.
+    /// The report of a retried call that started at `started` and returned `result`.
     fn of<T>(
         action: &'static str,
         result: &Result<Done<T>, AwsFault>,
-        duration_ms: u64,
+        started: Started,
         detail: Value,
     ) -> Self {
         Self {
             action,
+            started_at_ms: started.epoch_ms,
             ok: result.is_ok(),
             attempts: result.as_ref().map_or_else(|f| f.attempts, |d| d.attempts),
-            duration_ms,
+            duration_ms: millis(started.at.elapsed()),
             detail,
+        }
+    }
+
+    /// The report of an ARC call (rotating through the cluster's endpoints).
+    fn arc<T>(
+        action: &'static str,
+        result: &Result<failover_core::aws::arc::Answered<T>, ArcFailure>,
+        started: Started,
+    ) -> Self {
+        Self {
+            action,
+            started_at_ms: started.epoch_ms,
+            ok: result.is_ok(),
+            attempts: result.as_ref().map_or_else(ArcFailure::attempts, |a| a.attempts),
+            duration_ms: millis(started.at.elapsed()),
+            detail: serde_json::json!({
+                "answered_by": result.as_ref().ok().map(|a| &a.endpoint),
+                "failed_endpoints": result.as_ref().map_or_else(|f| f.failed().to_vec(), |a| a.failed.clone()),
+            }),
         }
     }
 }
 
-fn arc_report<T>(
-    action: &'static str,
-    result: &Result<failover_core::aws::arc::Answered<T>, ArcFailure>,
-    duration_ms: u64,
-) -> ActionReport {
-    ActionReport {
-        action,
-        ok: result.is_ok(),
-        attempts: result.as_ref().map_or_else(ArcFailure::attempts, |a| a.attempts),
-        duration_ms,
-        detail: serde_json::json!({
-            "answered_by": result.as_ref().ok().map(|a| &a.endpoint),
-            "failed_endpoints": result.as_ref().map_or_else(|f| f.failed().to_vec(), |a| a.failed.clone()),
-        }),
+/// When a call started, by the monotonic clock (for its duration) and the wall clock (for the
+/// evidence).
+#[derive(Clone, Copy)]
+struct Started {
+    at: Instant,
+    epoch_ms: u64,
+}
+
+impl Started {
+    fn now() -> Self {
+        Self {
+            at: Instant::now(),
+            epoch_ms: audit::epoch_ms(SystemTime::now()),
+        }
     }
+}
+
+/// A write given up on without an answer: the service may have applied it, or may still apply it
+/// after this invocation moved on.
+#[derive(Debug, Clone, Serialize)]
+pub struct AbandonedWrite {
+    pub action: &'static str,
+    /// The Region it would point writers at.
+    pub target: String,
+    /// Attempts of the call that were cut off or lost their answer.
+    pub abandoned_attempts: u32,
+}
+
+/// What became of this trigger's abandoned writes before the invocation ended.
+#[derive(Debug, Clone, Serialize)]
+pub struct LateLanding {
+    /// How long after the observation that found writers on the primary it looked again (`None`:
+    /// it could not, the deadline being too near, or the trigger failed first).
+    pub checked_again_after_ms: Option<u64>,
+    /// True when an abandoned write may still be applied after this invocation: the next trigger
+    /// (or the scheduled reconcile) is then what corrects it.
+    pub may_still_land: bool,
 }
 
 /// What happened to one trigger.
@@ -166,6 +206,15 @@ pub struct TriggerReport {
     pub controls_before: Option<std::collections::BTreeMap<String, bool>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub controls_after: Option<std::collections::BTreeMap<String, bool>>,
+    /// Writes given up on without an answer (see [`AbandonedWrite`]).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub abandoned_writes: Vec<AbandonedWrite>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub late_landing: Option<LateLanding>,
+    /// Why the outcome is `switched` though the last change call did not succeed: an earlier
+    /// attempt of it, whose answer was lost, was applied.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub attribution: Option<String>,
     pub outcome: Outcome,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<ErrorReport>,
@@ -185,6 +234,9 @@ impl TriggerReport {
             record_after: None,
             controls_before: None,
             controls_after: None,
+            abandoned_writes: Vec::new(),
+            late_landing: None,
+            attribution: None,
             outcome: Outcome::Ignored,
             error: None,
             duration_ms: 0,
@@ -359,31 +411,32 @@ impl TrafficSwitch {
         }
     }
 
-    /// Reads the Global Datastore and the record concurrently.
+    /// Reads where writers point, then the Global Datastore — in that order, never concurrently.
+    ///
+    /// The write that follows is conditional on the writers' read (dns: the swap DELETEs exactly
+    /// the record read) or checked against it by the next observation (arc), so the datastore view
+    /// must be the newer of the two. Read the other way round, or at once, a failover landing
+    /// between the reads would be absorbed into the swap's condition and the older datastore view
+    /// would win.
     async fn observe(
         &self,
         deadline: Deadline,
         report: &mut TriggerReport,
     ) -> Result<(Observed, Option<ReadRecord>), SwitchError> {
         let budget = self.budget(deadline);
-        let started = Instant::now();
-        let describe = self
-            .elasticache
-            .describe_datastore(&self.cfg.datastore.id, &budget);
         let (observed, raw) = match &self.cfg.routing {
             Routing::Dns(dns) => {
-                let (ds, rec) = tokio::join!(describe, self.route53.read_record(dns, &budget));
-                let elapsed = millis(started.elapsed());
-                report.actions.push(ActionReport::describe(&ds, elapsed));
+                let started = Started::now();
+                let rec = self.route53.read_record(dns, &budget).await;
                 report.actions.push(ActionReport::of(
                     "route53.list_resource_record_sets",
                     &rec,
-                    elapsed,
+                    started,
                     Value::Null,
                 ));
                 let rec = rec?.value;
                 let observed = Observed {
-                    datastore: ds?.value,
+                    datastore: self.describe(&budget, report).await?,
                     record: rec.as_ref().map(|r| r.view.clone()),
                     controls: None,
                 };
@@ -397,12 +450,11 @@ impl TrafficSwitch {
                 let cluster = self.arc_cluster()?;
                 let arns: Vec<String> = arc_cfg.controls.iter().map(|(_, a)| a.clone()).collect();
                 let start = rand::random_range(0..cluster.len().max(1));
-                let (ds, states) = tokio::join!(describe, cluster.read_states(&arns, &deadline, start));
-                let elapsed = millis(started.elapsed());
-                report.actions.push(ActionReport::describe(&ds, elapsed));
+                let started = Started::now();
+                let states = cluster.read_states(&arns, &deadline, start).await;
                 report
                     .actions
-                    .push(arc_report("arc.get_routing_control_state", &states, elapsed));
+                    .push(ActionReport::arc("arc.list_routing_controls", &states, started));
                 let states = states?;
                 let by_region = |m: &std::collections::BTreeMap<String, bool>| -> std::collections::BTreeMap<String, bool> {
                     arc_cfg
@@ -416,7 +468,7 @@ impl TrafficSwitch {
                 }
                 report.controls_after = Some(by_region(&states.value));
                 let observed = Observed {
-                    datastore: ds?.value,
+                    datastore: self.describe(&budget, report).await?,
                     record: None,
                     controls: Some(ControlsView {
                         states: states.value,
@@ -431,31 +483,46 @@ impl TrafficSwitch {
         Ok((observed, raw))
     }
 
+    async fn describe(
+        &self,
+        budget: &Budget,
+        report: &mut TriggerReport,
+    ) -> Result<failover_core::observed::DatastoreView, SwitchError> {
+        let started = Started::now();
+        let ds = self
+            .elasticache
+            .describe_datastore(&self.cfg.datastore.id, budget)
+            .await;
+        report.actions.push(ActionReport::of(
+            "elasticache.describe_global_replication_groups",
+            &ds,
+            started,
+            Value::Null,
+        ));
+        Ok(ds?.value)
+    }
+
     fn arc_cluster(&self) -> Result<&ArcCluster, SwitchError> {
         self.arc.as_ref().ok_or_else(|| {
             SwitchError::Refused("arc mode is configured but no ARC endpoints were built".into())
         })
     }
 
-    /// Flips the routing controls as planned.
+    /// Flips the routing controls as planned. `Ok` means the cluster accepted the update.
     async fn flip(
         &self,
         flip: &ControlFlip,
         deadline: Deadline,
         report: &mut TriggerReport,
-    ) -> Result<Outcome, SwitchError> {
+    ) -> Result<(), SwitchError> {
         let cluster = self.arc_cluster()?;
         let entries: Vec<(String, bool)> = flip.entries.iter().map(|(a, _, on)| (a.clone(), *on)).collect();
         let start = rand::random_range(0..cluster.len().max(1));
-        let started = Instant::now();
+        let started = Started::now();
         let result = cluster
             .update_states(&entries, &flip.override_safety_rules, &deadline, start)
             .await;
-        let mut action = arc_report(
-            "arc.update_routing_control_states",
-            &result,
-            millis(started.elapsed()),
-        );
+        let mut action = ActionReport::arc("arc.update_routing_control_states", &result, started);
         action.detail = serde_json::json!({
             "answered_by": result.as_ref().ok().map(|a| &a.endpoint),
             "failed_endpoints": result.as_ref().map_or_else(|f| f.failed().to_vec(), |a| a.failed.clone()),
@@ -464,6 +531,16 @@ impl TrafficSwitch {
             "error": result.as_ref().err().map(ToString::to_string),
         });
         report.actions.push(action);
+        let abandoned = result
+            .as_ref()
+            .map_or_else(ArcFailure::abandoned, |a| a.abandoned);
+        if abandoned > 0 {
+            report.abandoned_writes.push(AbandonedWrite {
+                action: "arc.update_routing_control_states",
+                target: flip.on.to_string(),
+                abandoned_attempts: abandoned,
+            });
+        }
         result?;
         report.controls_after = Some(
             flip.entries
@@ -471,7 +548,68 @@ impl TrafficSwitch {
                 .map(|(_, r, on)| (r.to_string(), *on))
                 .collect(),
         );
-        Ok(Outcome::Switched)
+        Ok(())
+    }
+
+    /// Swaps the writer CNAME as planned: `Ok(true)` when Route 53 accepted the change,
+    /// `Ok(false)` when the record moved under us (a conflict: read again).
+    async fn swap(
+        &self,
+        change: &failover_core::switch::RecordChange,
+        current: Option<&ReadRecord>,
+        reason: &str,
+        deadline: Deadline,
+        report: &mut TriggerReport,
+    ) -> Result<bool, SwitchError> {
+        let Routing::Dns(dns) = &self.cfg.routing else {
+            return Err(SwitchError::Refused(
+                "a record change was planned outside dns mode".into(),
+            ));
+        };
+        let budget = self.budget(deadline);
+        let started = Started::now();
+        let comment = format!("{FUNCTION} in {}: {reason}", self.cfg.function_region);
+        let result = self
+            .route53
+            .swap_cname(dns, current.map(|r| &r.raw), &change.to, &comment, &budget)
+            .await;
+        let (attempts, abandoned) = match &result {
+            Ok(d) => (d.attempts, d.abandoned),
+            Err(ChangeError::Conflict(f) | ChangeError::Fault(f)) => (f.attempts, f.abandoned),
+        };
+        report.actions.push(ActionReport {
+            action: "route53.change_resource_record_sets",
+            started_at_ms: started.epoch_ms,
+            ok: result.is_ok(),
+            attempts,
+            duration_ms: millis(started.at.elapsed()),
+            detail: serde_json::json!({
+                "from": change.from, "to": change.to, "ttl": change.ttl,
+                "receipt": result.as_ref().ok().map(|d| &d.value),
+                "error": result.as_ref().err().map(ToString::to_string),
+            }),
+        });
+        if abandoned > 0 {
+            report.abandoned_writes.push(AbandonedWrite {
+                action: "route53.change_resource_record_sets",
+                target: change.region.to_string(),
+                abandoned_attempts: abandoned,
+            });
+        }
+        match result {
+            Ok(done) => {
+                report.record_after = Some(change.to.to_string());
+                if dns.wait_for_insync {
+                    self.wait_insync(&done.value.change_id, deadline, report).await;
+                }
+                Ok(true)
+            }
+            Err(ChangeError::Conflict(f)) => {
+                tracing::warn!(error = %f, "record changed under us; reading again");
+                Ok(false)
+            }
+            Err(ChangeError::Fault(f)) => Err(SwitchError::Aws(f)),
+        }
     }
 
     async fn status(&self, deadline: Deadline, report: &mut TriggerReport) -> Result<Outcome, SwitchError> {
@@ -480,13 +618,51 @@ impl TrafficSwitch {
         Ok(Outcome::Reported)
     }
 
+    /// How long after writers were found on the primary to look once more when a write of this
+    /// trigger was abandoned: as long again as the abandoned call was allowed to take, so a request
+    /// the service held about that long is caught landing. `None` when the deadline leaves no room
+    /// for the wait and one more observation.
+    fn late_landing_wait(&self, deadline: Deadline) -> Option<Duration> {
+        let wait = match &self.cfg.routing {
+            Routing::Arc(arc) => arc.endpoint_timeout,
+            Routing::Dns(_) => self.retry.attempt_timeout,
+        };
+        (deadline.remaining() > wait + 2 * self.retry.attempt_timeout).then_some(wait)
+    }
+
     async fn act(
         &self,
         intent: &Intent,
         deadline: Deadline,
         report: &mut TriggerReport,
     ) -> Result<Outcome, SwitchError> {
-        let mut conflicts = 0;
+        let result = self.converge(intent, deadline, report).await;
+        if !report.abandoned_writes.is_empty() && report.late_landing.is_none() {
+            // The trigger ended (failed, or converged with no time left to look again) with a
+            // write that may still be applied: say so.
+            report.late_landing = Some(LateLanding {
+                checked_again_after_ms: None,
+                may_still_land: true,
+            });
+        }
+        result
+    }
+
+    /// Observes, decides and acts until an observation finds writers on the primary (or a plan
+    /// refuses, or the bounds are reached). Every write is followed by another observation: a
+    /// write is done only when a later read shows writers on the member that is primary then, so a
+    /// failover that landed while our write was in flight is followed, not left behind.
+    async fn converge(
+        &self,
+        intent: &Intent,
+        deadline: Deadline,
+        report: &mut TriggerReport,
+    ) -> Result<Outcome, SwitchError> {
+        let mut moves = 0;
+        // Whether a write of ours was accepted, and where a write whose answer was lost pointed.
+        let mut wrote = false;
+        let mut lost_answer_target: Option<Region> = None;
+        let mut looked_again = false;
         loop {
             let (observed, raw) = self.observe(deadline, report).await?;
             let plan = switch::decide(intent, &observed, &self.cfg);
@@ -496,7 +672,34 @@ impl TrafficSwitch {
                 return Ok(Outcome::DryRun);
             }
             match plan {
-                Plan::NoOp { .. } => return Ok(Outcome::NoOp),
+                Plan::NoOp { .. } => {
+                    if !report.abandoned_writes.is_empty() && !looked_again {
+                        looked_again = true;
+                        if let Some(wait) = self.late_landing_wait(deadline) {
+                            tracing::info!(
+                                wait_ms = millis(wait),
+                                "an abandoned write may still land; looking again"
+                            );
+                            report.late_landing = Some(LateLanding {
+                                checked_again_after_ms: Some(millis(wait)),
+                                may_still_land: false,
+                            });
+                            tokio::time::sleep(wait).await;
+                            continue;
+                        }
+                    }
+                    if !wrote
+                        && let Some(target) = lost_answer_target.take()
+                        && switch::writers_on(&observed, &self.cfg).as_ref() == Some(&target)
+                    {
+                        wrote = true;
+                        report.attribution = Some(format!(
+                            "an earlier attempt of this trigger's change to {target}, whose answer was lost, was applied: \
+                             the retry found writers already there"
+                        ));
+                    }
+                    return Ok(if wrote { Outcome::Switched } else { Outcome::NoOp });
+                }
                 Plan::Refuse { reason } => return Err(SwitchError::Refused(reason)),
                 Plan::Wait { reason } => {
                     let poll = self.cfg.stable_poll_interval;
@@ -505,51 +708,31 @@ impl TrafficSwitch {
                     }
                     tokio::time::sleep(poll).await;
                 }
-                Plan::Flip { flip, .. } => return self.flip(&flip, deadline, report).await,
+                Plan::Flip { flip, .. } => {
+                    // A second write means the first was overtaken before we could see it hold.
+                    moves += u32::from(wrote);
+                    if moves >= MAX_MOVES {
+                        return Err(SwitchError::RecordKeptChanging(moves));
+                    }
+                    self.flip(&flip, deadline, report).await?;
+                    wrote = true;
+                }
                 Plan::Switch { change, reason } => {
-                    let Routing::Dns(dns) = &self.cfg.routing else {
-                        return Err(SwitchError::Refused(
-                            "a record change was planned outside dns mode".into(),
-                        ));
-                    };
-                    let budget = self.budget(deadline);
-                    let started = Instant::now();
-                    let comment = format!("{FUNCTION} in {}: {reason}", self.cfg.function_region);
-                    let result = self
-                        .route53
-                        .swap_cname(dns, raw.as_ref().map(|r| &r.raw), &change.to, &comment, &budget)
-                        .await;
-                    let detail = serde_json::json!({
-                        "from": change.from, "to": change.to, "ttl": change.ttl,
-                        "receipt": result.as_ref().ok().map(|d| &d.value),
-                        "error": result.as_ref().err().map(ToString::to_string),
-                    });
-                    report.actions.push(ActionReport {
-                        action: "route53.change_resource_record_sets",
-                        ok: result.is_ok(),
-                        attempts: match &result {
-                            Ok(d) => d.attempts,
-                            Err(ChangeError::Conflict(f) | ChangeError::Fault(f)) => f.attempts,
-                        },
-                        duration_ms: millis(started.elapsed()),
-                        detail,
-                    });
-                    match result {
-                        Ok(done) => {
-                            report.record_after = Some(change.to.to_string());
-                            if dns.wait_for_insync {
-                                self.wait_insync(&done.value.change_id, deadline, report).await;
-                            }
-                            return Ok(Outcome::Switched);
+                    moves += u32::from(wrote);
+                    if moves >= MAX_MOVES {
+                        return Err(SwitchError::RecordKeptChanging(moves));
+                    }
+                    let abandoned_before = report.abandoned_writes.len();
+                    if self
+                        .swap(&change, raw.as_ref(), &reason, deadline, report)
+                        .await?
+                    {
+                        wrote = true;
+                    } else {
+                        moves += 1;
+                        if report.abandoned_writes.len() > abandoned_before {
+                            lost_answer_target = Some(change.region.clone());
                         }
-                        Err(ChangeError::Conflict(f)) => {
-                            conflicts += 1;
-                            tracing::warn!(error = %f, conflicts, "record changed under us; reading again");
-                            if conflicts >= MAX_CONFLICTS {
-                                return Err(SwitchError::RecordKeptChanging(conflicts));
-                            }
-                        }
-                        Err(ChangeError::Fault(f)) => return Err(SwitchError::Aws(f)),
                     }
                 }
             }
@@ -559,7 +742,7 @@ impl TrafficSwitch {
     /// Waits for `INSYNC` as far as the deadline allows. Not reaching it is reported, not an
     /// error: Route 53 accepted the change and will apply it.
     async fn wait_insync(&self, change_id: &str, deadline: Deadline, report: &mut TriggerReport) {
-        let started = Instant::now();
+        let started = Started::now();
         let result = self
             .route53
             .wait_insync(change_id, Duration::from_secs(2), &self.budget(deadline))
@@ -569,11 +752,8 @@ impl TrafficSwitch {
             "status": result.as_ref().ok().map(|d| &d.value),
             "error": result.as_ref().err().map(ToString::to_string),
         });
-        report.actions.push(ActionReport::of(
-            "route53.get_change",
-            &result,
-            millis(started.elapsed()),
-            detail,
-        ));
+        report
+            .actions
+            .push(ActionReport::of("route53.get_change", &result, started, detail));
     }
 }

@@ -20,7 +20,7 @@ use crate::fault::AwsFault;
 use crate::retry::Deadline;
 use crate::rotation::{Next, Rotation};
 
-const GET: &str = "Route53RecoveryCluster.GetRoutingControlState";
+const LIST: &str = "Route53RecoveryCluster.ListRoutingControls";
 const UPDATE: &str = "Route53RecoveryCluster.UpdateRoutingControlStates";
 
 /// Rounds through all endpoints before giving up (if the deadline allows that many).
@@ -34,6 +34,8 @@ pub struct Answered<T> {
     /// `"<region>: <why>"` for every failed attempt, in order.
     pub failed: Vec<String>,
     pub attempts: u32,
+    /// Attempts given up on without an answer: for an update, the cluster may still apply them.
+    pub abandoned: u32,
 }
 
 #[derive(Debug, Clone, Error)]
@@ -44,6 +46,7 @@ pub enum ArcFailure {
         endpoint: String,
         fault: AwsFault,
         failed: Vec<String>,
+        abandoned: u32,
     },
     /// No endpoint answered in time.
     #[error("no ARC cluster endpoint answered ({reason}); tried: {}", failed.join("; "))]
@@ -51,6 +54,7 @@ pub enum ArcFailure {
         reason: &'static str,
         failed: Vec<String>,
         attempts: u32,
+        abandoned: u32,
     },
 }
 
@@ -65,6 +69,13 @@ impl ArcFailure {
         match self {
             ArcFailure::Rejected { failed, .. } => u32::try_from(failed.len()).unwrap_or(u32::MAX) + 1,
             ArcFailure::Unreachable { attempts, .. } => *attempts,
+        }
+    }
+
+    /// Attempts given up on without an answer, which the cluster may still apply.
+    pub fn abandoned(&self) -> u32 {
+        match self {
+            ArcFailure::Rejected { abandoned, .. } | ArcFailure::Unreachable { abandoned, .. } => *abandoned,
         }
     }
 }
@@ -126,6 +137,7 @@ impl ArcCluster {
         let mut rotation = Rotation::new(self.endpoints.len(), start, MAX_ROUNDS);
         let mut failed = Vec::new();
         let mut attempts = 0u32;
+        let mut abandoned = 0u32;
         loop {
             let backoff = self.backoff.mul_f64(0.5 + rand::random::<f64>() / 2.0);
             let i = match rotation.next(deadline.remaining(), backoff) {
@@ -139,6 +151,7 @@ impl ArcCluster {
                         reason,
                         failed,
                         attempts,
+                        abandoned,
                     });
                 }
             };
@@ -158,9 +171,13 @@ impl ArcCluster {
                         endpoint: region.clone(),
                         failed,
                         attempts,
+                        abandoned,
                     });
                 }
                 Err(fault) if fault.transient => {
+                    if fault.unanswered() {
+                        abandoned += 1;
+                    }
                     tracing::warn!(endpoint = %region, error = %fault, "ARC endpoint failed; trying the next");
                     failed.push(format!("{region}: {}", fault.code.as_deref().unwrap_or("error")));
                 }
@@ -169,35 +186,56 @@ impl ArcCluster {
                         endpoint: region.clone(),
                         fault,
                         failed,
+                        abandoned,
                     });
                 }
             }
         }
     }
 
-    /// Reads every control in `arns` from one endpoint (all from the same one, so the view is
-    /// consistent). `start` is the endpoint to try first.
+    /// Reads every control in `arns` from one endpoint in one `ListRoutingControls` listing (all
+    /// pages from the same endpoint): one snapshot of the cluster's state, never a mix of separate
+    /// reads. Controls the listing does not contain are left out (their state is unknown).
+    /// `start` is the endpoint to try first.
     pub async fn read_states(
         &self,
         arns: &[String],
         deadline: &Deadline,
         start: usize,
     ) -> Result<Answered<BTreeMap<String, bool>>, ArcFailure> {
-        self.rotate(deadline, start, |client| async move {
-            let mut states = BTreeMap::new();
-            for arn in arns {
-                let out = client
-                    .get_routing_control_state()
-                    .routing_control_arn(arn)
-                    .send()
-                    .await
-                    .map_err(|e| AwsFault::from_sdk(GET, &e))?;
-                states.insert(
-                    arn.clone(),
-                    out.routing_control_state() == &RoutingControlState::On,
-                );
+        let panel = control_panel_of(arns);
+        self.rotate(deadline, start, |client| {
+            let panel = panel.clone();
+            async move {
+                let mut states = BTreeMap::new();
+                let mut token: Option<String> = None;
+                // A control panel holds at most a few hundred controls; the bound only guards
+                // against a token that never ends.
+                for _ in 0..50 {
+                    let out = client
+                        .list_routing_controls()
+                        .set_control_panel_arn(panel.clone())
+                        .set_next_token(token.take())
+                        .send()
+                        .await
+                        .map_err(|e| AwsFault::from_sdk(LIST, &e))?;
+                    for rc in out.routing_controls() {
+                        if let Some(arn) = rc.routing_control_arn()
+                            && arns.iter().any(|a| a == arn)
+                        {
+                            states.insert(
+                                arn.to_owned(),
+                                rc.routing_control_state() == Some(&RoutingControlState::On),
+                            );
+                        }
+                    }
+                    match out.next_token() {
+                        Some(t) if !t.is_empty() => token = Some(t.to_owned()),
+                        _ => break,
+                    }
+                }
+                Ok(states)
             }
-            Ok(states)
         })
         .await
     }
@@ -235,6 +273,7 @@ impl ArcCluster {
                     false,
                 ),
                 failed: Vec::new(),
+                abandoned: 0,
             });
         }
         self.rotate(deadline, start, |client| {
@@ -251,5 +290,37 @@ impl ArcCluster {
             }
         })
         .await
+    }
+}
+
+/// The control panel all of `arns` belong to (`…:controlpanel/<id>/routingcontrol/<id>`), if they
+/// share one: the listing is then limited to it. Otherwise the whole cluster is listed.
+fn control_panel_of(arns: &[String]) -> Option<String> {
+    let mut panels = arns.iter().map(|a| {
+        a.split_once("/routingcontrol/")
+            .map(|(panel, _)| panel.to_owned())
+    });
+    let first = panels.next()??;
+    panels
+        .all(|p| p.as_deref() == Some(first.as_str()))
+        .then_some(first)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::control_panel_of;
+
+    #[test]
+    fn controls_of_one_panel_limit_the_listing_to_it_and_mixed_panels_list_everything() {
+        let a = "arn:aws:route53-recovery-control::1:controlpanel/p1/routingcontrol/a".to_owned();
+        let b = "arn:aws:route53-recovery-control::1:controlpanel/p1/routingcontrol/b".to_owned();
+        let c = "arn:aws:route53-recovery-control::1:controlpanel/p2/routingcontrol/c".to_owned();
+        assert_eq!(
+            control_panel_of(&[a.clone(), b]).as_deref(),
+            Some("arn:aws:route53-recovery-control::1:controlpanel/p1")
+        );
+        assert_eq!(control_panel_of(&[a, c]), None);
+        assert_eq!(control_panel_of(&["not-an-arn".to_owned()]), None);
+        assert_eq!(control_panel_of(&[]), None);
     }
 }

@@ -7,9 +7,12 @@
 //! [`ChangeError::Conflict`] instead of overwriting theirs, and the caller reads and decides again.
 
 use aws_sdk_route53::Client;
+use aws_sdk_route53::operation::change_resource_record_sets::ChangeResourceRecordSetsError;
 use aws_sdk_route53::types::{
     Change, ChangeAction, ChangeBatch, ChangeStatus, ResourceRecord, ResourceRecordSet, RrType,
 };
+use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
+use aws_smithy_runtime_api::client::result::SdkError;
 use serde::Serialize;
 use thiserror::Error;
 
@@ -64,6 +67,58 @@ fn view_of(rrs: &ResourceRecordSet) -> RecordView {
         value: rrs.resource_records().first().map(|r| normalise(r.value())),
         ttl: rrs.ttl(),
         has_routing_policy,
+    }
+}
+
+/// Classifies a failed change; for `InvalidChangeBatch`, the message is every message Route 53
+/// gave (it may answer with a list), joined with "; ".
+fn change_fault(e: &SdkError<ChangeResourceRecordSetsError, HttpResponse>) -> AwsFault {
+    let mut fault = AwsFault::from_sdk(CHANGE, e);
+    if let Some(ChangeResourceRecordSetsError::InvalidChangeBatch(icb)) = e.as_service_error()
+        && !icb.messages().is_empty()
+    {
+        fault.message = icb.messages().join("; ");
+    }
+    fault
+}
+
+/// The endings of Route 53's answers to a change that no longer matches the zone: the record
+/// moved under us. Every other `InvalidChangeBatch` (a CNAME beside another type, a name outside
+/// the zone, a malformed record) is a fault to report, not a reason to read again.
+const MOVED: [&str; 3] = [
+    "but it was not found",
+    "but the values provided do not match the current values",
+    "but it already exists",
+];
+
+/// Whether an `InvalidChangeBatch` message says exactly "the record moved under us": it holds at
+/// least one `Tried to delete|create resource record set [...] but <MOVED>` clause and nothing
+/// else but brackets, separators and whitespace. Route 53 wraps several messages as
+/// `[first, second]` or answers them as a list (joined with "; " by [`change_fault`]).
+pub fn record_moved(message: &str) -> bool {
+    let mut rest = message;
+    let mut clauses = 0;
+    loop {
+        let trimmed = rest
+            .trim_start_matches(|c: char| c == '[' || c == ']' || c == ',' || c == ';' || c.is_whitespace());
+        if trimmed.is_empty() {
+            return clauses > 0;
+        }
+        let Some(after_verb) = trimmed
+            .strip_prefix("Tried to delete resource record set ")
+            .or_else(|| trimmed.strip_prefix("Tried to create resource record set "))
+        else {
+            return false;
+        };
+        // The record's description, `[name='…', type='…'…]`, then one of the endings.
+        let Some(described) = after_verb.strip_prefix('[').and_then(|r| r.split_once("] ")) else {
+            return false;
+        };
+        let Some(ending) = MOVED.iter().find(|m| described.1.starts_with(**m)) else {
+            return false;
+        };
+        clauses += 1;
+        rest = &described.1[ending.len()..];
     }
 }
 
@@ -170,7 +225,7 @@ impl Route53 {
                 .change_batch(batch.clone())
                 .send()
                 .await
-                .map_err(|e| AwsFault::from_sdk(CHANGE, &e))?;
+                .map_err(|e| change_fault(&e))?;
             let info = out.change_info().ok_or_else(|| {
                 AwsFault::service(CHANGE, None, "the answer has no ChangeInfo".to_owned(), false)
             })?;
@@ -181,10 +236,7 @@ impl Route53 {
         })
         .await;
         result.map_err(|f| {
-            // A DELETE that no longer matches, or a CREATE of a record that now exists, is Route 53
-            // telling us the record moved under us.
-            let m = f.message.to_ascii_lowercase();
-            if f.is_code("InvalidChangeBatch") && (m.contains("not found") || m.contains("already exists")) {
+            if f.is_code("InvalidChangeBatch") && record_moved(&f.message) {
                 ChangeError::Conflict(f)
             } else {
                 ChangeError::Fault(f)
@@ -223,9 +275,51 @@ impl Route53 {
                 return Ok(Done {
                     value: done.value.as_str().to_owned(),
                     attempts: polls,
+                    abandoned: 0,
                 });
             }
             tokio::time::sleep(poll).await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::record_moved;
+
+    const NAME: &str = "[name='writer.sessions.internal.', type='CNAME']";
+
+    #[test]
+    fn each_of_route_53s_record_moved_answers_is_a_conflict_alone_or_together() {
+        for ending in super::MOVED {
+            let delete = format!("Tried to delete resource record set {NAME} {ending}");
+            assert!(record_moved(&delete), "{delete}");
+            assert!(record_moved(&format!("[{delete}]")), "bracketed: {delete}");
+        }
+        let both = format!(
+            "[Tried to delete resource record set {NAME} but the values provided do not match the current values, \
+             Tried to create resource record set {NAME} but it already exists]"
+        );
+        assert!(record_moved(&both));
+        let listed = format!(
+            "Tried to delete resource record set {NAME} but it was not found; \
+             Tried to create resource record set {NAME} but it already exists"
+        );
+        assert!(record_moved(&listed));
+    }
+
+    #[test]
+    fn other_invalid_change_batches_are_faults_not_conflicts() {
+        for message in [
+            "RRSet of type CNAME with DNS name writer.sessions.internal. is not permitted as it conflicts with other records with the same DNS name in zone sessions.internal.",
+            "RRSet with DNS name writer.other. is not permitted in zone sessions.internal.",
+            "",
+            "[]",
+            // A known clause followed by text that is not one of Route 53's: not exactly a conflict.
+            "[Tried to delete resource record set [name='w.', type='CNAME'] but the values provided do not match the current values, or it was not found]",
+            "Tried to delete resource record set [name='w.', type='CNAME'] but something else happened",
+        ] {
+            assert!(!record_moved(message), "{message}");
         }
     }
 }
