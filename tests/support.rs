@@ -1,5 +1,6 @@
-//! The test kit shared by the integration tests and the demo: configuration, fixture events, a moto-backed Route 53 with a private zone
-//! of its own per test, and smithy-mocked ElastiCache answers.
+//! The test kit shared by the integration tests and the demo: configuration, fixture events, the
+//! lab's Route 53 emulator (one per test, in-process, with a private zone of its own), and
+//! smithy-mocked ElastiCache answers.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -165,25 +166,32 @@ pub fn route53_mock(rules: &[&Rule]) -> aws_sdk_route53::Client {
     )
 }
 
-/// The moto server the test command started (`make test` exports `MOTO_ENDPOINT`).
-pub fn moto_endpoint() -> String {
-    std::env::var("MOTO_ENDPOINT").unwrap_or_else(|_| {
-        panic!(
-            "MOTO_ENDPOINT is not set. These tests need a moto server for Route 53: \
-             run `make test`, which installs moto in .venv and starts it on loopback."
-        )
-    })
+/// A Route 53 of this test's own: the lab's emulator (Route 53's real semantics: atomic batches,
+/// exact-match DELETEs, names compared case-insensitively with the trailing dot optional), served
+/// on loopback for as long as the test's runtime lives.
+pub struct Route53Lab {
+    pub client: aws_sdk_route53::Client,
+    pub state: std::sync::Arc<failover_lab::route53::Route53State>,
+    pub url: String,
 }
 
-/// A Route 53 client talking to moto, exactly as the function's would with
+/// Starts a Route 53 emulator and a client for it, exactly as the function's would be built with
 /// `AWS_ENDPOINT_URL_ROUTE_53` set.
-pub fn route53_moto() -> aws_sdk_route53::Client {
-    aws_sdk_route53::Client::new(&lab_sdk(&moto_endpoint(), "us-east-1"))
+pub async fn route53_lab() -> Route53Lab {
+    let state = std::sync::Arc::new(failover_lab::route53::Route53State::new());
+    let (url, _task) = failover_lab::route53::serve(std::sync::Arc::clone(&state))
+        .await
+        .expect("the Route 53 emulator listens on loopback");
+    Route53Lab {
+        client: aws_sdk_route53::Client::new(&lab_sdk(&url, "us-east-1")),
+        state,
+        url,
+    }
 }
 
 static ZONES: AtomicU32 = AtomicU32::new(0);
 
-/// Creates a private hosted zone of this test's own (so tests can share one moto server) and,
+/// Creates a private hosted zone of this test's own and,
 /// if `initial` is given, the writer CNAME pointing at it. Returns the zone id.
 pub async fn private_zone(r53: &aws_sdk_route53::Client, initial: Option<&str>) -> String {
     let n = ZONES.fetch_add(1, Ordering::SeqCst);
@@ -206,7 +214,7 @@ pub async fn private_zone(r53: &aws_sdk_route53::Client, initial: Option<&str>) 
         )
         .send()
         .await
-        .expect("moto creates the private zone");
+        .expect("Route 53 creates the private zone");
     let zone = out
         .hosted_zone()
         .expect("zone in answer")
@@ -244,7 +252,7 @@ pub async fn put_cname(r53: &aws_sdk_route53::Client, zone: &str, value: &str, t
         )
         .send()
         .await
-        .expect("moto accepts the record");
+        .expect("Route 53 accepts the record");
 }
 
 /// The writer record as Route 53 holds it now: (value, ttl), or `None`.
@@ -254,7 +262,7 @@ pub async fn read_cname(r53: &aws_sdk_route53::Client, zone: &str) -> Option<(St
         .hosted_zone_id(zone)
         .send()
         .await
-        .expect("moto lists records");
+        .expect("Route 53 lists records");
     out.resource_record_sets()
         .iter()
         .find(|r| r.name().trim_end_matches('.') == RECORD && r.r#type() == &RrType::Cname)
@@ -286,14 +294,13 @@ pub fn workspace_root() -> std::path::PathBuf {
 
 static LABS: AtomicU32 = AtomicU32::new(0);
 
-/// Starts a lab of this test's own (own Valkey servers, own zone in the shared moto, own work dir),
+/// Starts a lab of this test's own (own Valkey servers, own emulated AWS APIs, own work dir),
 /// with the real traffic-switch binary from `target/debug` (`make test` builds it first).
 pub async fn start_lab(tweak: impl FnOnce(&mut failover_lab::LabConfig)) -> failover_lab::Lab {
     let root = workspace_root();
     let mut cfg = failover_lab::LabConfig::two_regions(&root);
     let n = LABS.fetch_add(1, Ordering::SeqCst);
     cfg.work_dir = root.join(format!("target/lab-tests/{}-{n}", std::process::id()));
-    cfg.moto_endpoint = Some(moto_endpoint());
     cfg.promotion_time = Duration::from_millis(500);
     cfg.lambda_retry_delay = Duration::from_millis(300);
     tweak(&mut cfg);

@@ -1,5 +1,6 @@
-//! The traffic switch against a real Route 53 API (moto), with ElastiCache answered by mocks
-//! (moto has no Global Datastore). Each test reads the record back through the SDK.
+//! The traffic switch against the lab's Route 53 emulator (Route 53's REST-XML API with its real
+//! batch semantics), with ElastiCache answered by mocks. Each test reads the record back through
+//! the SDK.
 
 use failover_core::audit::Outcome;
 use traffic_switch::TrafficSwitch;
@@ -15,7 +16,7 @@ async fn setup(
     String,
     aws_smithy_mocks::Rule,
 ) {
-    let r53 = route53_moto();
+    let r53 = route53_lab().await.client;
     let zone = private_zone(&r53, initial).await;
     let describe = primary_is(primary);
     let switch = TrafficSwitch::with_clients(config(&zone, &[]), elasticache(&[&describe]), r53.clone());
@@ -218,7 +219,7 @@ async fn bad_input_gets_a_clear_error_and_changes_nothing() {
 
 #[tokio::test]
 async fn a_missing_record_is_created_with_the_configured_ttl() {
-    let r53 = route53_moto();
+    let r53 = route53_lab().await.client;
     let zone = private_zone(&r53, None).await;
     let describe = primary_is(USW2);
     let switch = TrafficSwitch::with_clients(
@@ -233,7 +234,7 @@ async fn a_missing_record_is_created_with_the_configured_ttl() {
 
 #[tokio::test]
 async fn a_record_written_with_other_case_and_a_trailing_dot_is_recognised() {
-    let r53 = route53_moto();
+    let r53 = route53_lab().await.client;
     let zone = private_zone(&r53, Some(&format!("{}.", EP2.to_uppercase()))).await;
     let describe = primary_is(USW2);
     let switch = TrafficSwitch::with_clients(config(&zone, &[]), elasticache(&[&describe]), r53.clone());
@@ -248,7 +249,7 @@ async fn a_record_written_with_other_case_and_a_trailing_dot_is_recognised() {
 
 #[tokio::test]
 async fn waiting_for_insync_records_the_final_change_status() {
-    let r53 = route53_moto();
+    let r53 = route53_lab().await.client;
     let zone = private_zone(&r53, Some(EP1)).await;
     let describe = primary_is(USW2);
     let switch = TrafficSwitch::with_clients(

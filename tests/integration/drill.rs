@@ -15,7 +15,6 @@ fn short(tweak: impl FnOnce(&mut DrillConfig)) -> DrillConfig {
     let mut cfg = DrillConfig::new(&root);
     let n = RUNS.fetch_add(1, Ordering::SeqCst);
     cfg.out_dir = root.join(format!("target/drill-tests/{}-{n}", std::process::id()));
-    cfg.moto_endpoint = Some(moto_endpoint());
     cfg.progress = false;
     cfg.workload.writes_per_second = 10;
     cfg.warmup = Duration::from_millis(1500);

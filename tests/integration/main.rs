@@ -1,7 +1,7 @@
 //! One integration test binary (the SDK tree is linked once), made of modules.
 
 mod arc_mocks;
-mod dns_moto;
+mod dns_route53;
 mod drill;
 mod error_paths;
 mod fixtures;

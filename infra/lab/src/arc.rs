@@ -42,12 +42,47 @@ pub enum EndpointMode {
     Ok,
     /// Connections are refused.
     Refuse,
-    /// Connections are accepted and never answered.
+    /// Connections are accepted and never answered; nothing sent to it is applied.
     Hang,
     /// `InternalServerException` (HTTP 500).
     Error5xx,
     /// `ThrottlingException` (HTTP 429).
     Throttle,
+    /// Every request is handled this long after it arrives — read, or applied — and answered
+    /// then, whether or not the caller is still waiting: an update the caller gave up on lands late.
+    Slow { ms: u64 },
+}
+
+impl EndpointMode {
+    /// `ok`, `refuse`, `hang`, `error5xx`, `throttle`, or `slow:<ms>`.
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "ok" => Self::Ok,
+            "refuse" => Self::Refuse,
+            "hang" => Self::Hang,
+            "error5xx" => Self::Error5xx,
+            "throttle" => Self::Throttle,
+            _ => Self::Slow {
+                ms: s.strip_prefix("slow:")?.parse().ok()?,
+            },
+        })
+    }
+}
+
+/// One applied change of routing-control states.
+#[derive(Debug, Clone, Serialize)]
+pub struct StateChange {
+    /// When the request arrived, and when it was applied (later on a slow endpoint).
+    pub received_ms: u64,
+    pub at_ms: u64,
+    /// The endpoint (its Region) that applied it.
+    pub endpoint: String,
+    /// The caller's `x-amzn-trace-id`, if it sent one.
+    pub trace: Option<String>,
+    /// The states asked for, by control ARN (true = On).
+    pub set: BTreeMap<String, bool>,
+    /// Every control's state after the change.
+    pub after: BTreeMap<String, bool>,
 }
 
 /// An assertion rule: at least `threshold` of `controls` On (or, inverted, fewer than that).
@@ -87,6 +122,9 @@ pub struct ArcState {
     modes: Vec<watch::Sender<EndpointMode>>,
     links: Vec<watch::Sender<LinkMode>>,
     requests: Mutex<Vec<ApiRequest>>,
+    changes: Mutex<Vec<StateChange>>,
+    /// Added to every request on every endpoint before it is handled.
+    latency: Mutex<std::time::Duration>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -106,6 +144,16 @@ impl ArcState {
 
     pub fn requests(&self) -> Vec<ApiRequest> {
         lock(&self.requests).clone()
+    }
+
+    /// Delays every request on every endpoint by `latency` before it is handled (zero: none).
+    pub fn set_latency(&self, latency: std::time::Duration) {
+        *lock(&self.latency) = latency;
+    }
+
+    /// Every applied change of routing-control states, in order.
+    pub fn changes(&self) -> Vec<StateChange> {
+        lock(&self.changes).clone()
     }
 
     /// Sets endpoint `i`'s behaviour.
@@ -182,41 +230,61 @@ async fn handle(State(ep): State<Endpoint>, headers: HeaderMap, body: Bytes) -> 
         .to_owned();
     let action = target.trim_start_matches("ToggleCustomerAPI.").to_owned();
     let input: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    let trace = crate::trace_of(&headers);
     let mode = ep
         .arc
         .modes
         .get(ep.index)
         .map_or(EndpointMode::Ok, |m| *m.borrow());
-    let result = match mode {
-        EndpointMode::Error5xx => Err(ArcError::new(
-            500,
-            "InternalServerException",
-            "internal error (lab fault)",
-        )),
-        EndpointMode::Throttle => Err(ArcError::new(
-            429,
-            "ThrottlingException",
-            "rate exceeded (lab fault)",
-        )),
-        _ => dispatch(&ep.arc, &action, &input),
-    };
-    let status = match &result {
-        Ok(_) => 200,
-        Err(e) => e.status,
-    };
-    lock(&ep.arc.requests).push(ApiRequest {
-        service: "route53-recovery-cluster".into(),
-        region: ENDPOINT_REGIONS
-            .get(ep.index)
-            .copied()
-            .unwrap_or("unknown")
-            .into(),
-        action,
-        params: BTreeMap::from([("body".to_owned(), input.to_string())]),
-        status,
-        at_ms: now_ms(),
+    // The request is handled in a task of its own, so a caller giving up (its attempt timeout
+    // drops this handler) does not cancel it: like a real server, a request that arrived is
+    // processed, and on a slow endpoint it lands late.
+    let received_ms = now_ms();
+    let latency = *lock(&ep.arc.latency);
+    let work = tokio::spawn(async move {
+        let slow = match mode {
+            EndpointMode::Slow { ms } => std::time::Duration::from_millis(ms),
+            _ => std::time::Duration::ZERO,
+        };
+        tokio::time::sleep(latency + slow).await;
+        let result = match mode {
+            EndpointMode::Error5xx => Err(ArcError::new(
+                500,
+                "InternalServerException",
+                "internal error (lab fault)",
+            )),
+            EndpointMode::Throttle => Err(ArcError::new(
+                429,
+                "ThrottlingException",
+                "rate exceeded (lab fault)",
+            )),
+            _ => dispatch(&ep, &action, &input, trace.as_deref(), received_ms),
+        };
+        let status = match &result {
+            Ok(_) => 200,
+            Err(e) => e.status,
+        };
+        let mut params = BTreeMap::from([("body".to_owned(), input.to_string())]);
+        if let Some(t) = trace {
+            params.insert("trace".into(), t);
+        }
+        lock(&ep.arc.requests).push(ApiRequest {
+            service: "route53-recovery-cluster".into(),
+            region: endpoint_region(ep.index).into(),
+            action,
+            params,
+            status,
+            at_ms: now_ms(),
+        });
+        result.unwrap_or_else(IntoResponse::into_response)
     });
-    result.unwrap_or_else(IntoResponse::into_response)
+    work.await.unwrap_or_else(|_| {
+        ArcError::new(500, "InternalServerException", "the lab's handler failed").into_response()
+    })
+}
+
+fn endpoint_region(index: usize) -> &'static str {
+    ENDPOINT_REGIONS.get(index).copied().unwrap_or("unknown")
 }
 
 fn state_name(on: bool) -> &'static str {
@@ -235,7 +303,14 @@ fn parse_state(v: &Value) -> Result<bool, ArcError> {
     }
 }
 
-fn dispatch(arc: &ArcState, action: &str, input: &Value) -> Result<Response, ArcError> {
+fn dispatch(
+    ep: &Endpoint,
+    action: &str,
+    input: &Value,
+    trace: Option<&str>,
+    received_ms: u64,
+) -> Result<Response, ArcError> {
+    let arc = &ep.arc;
     let known = |arn: &str| -> Result<&Control, ArcError> {
         arc.controls.iter().find(|c| c.arn == arn).ok_or_else(|| {
             ArcError::new(
@@ -255,10 +330,29 @@ fn dispatch(arc: &ArcState, action: &str, input: &Value) -> Result<Response, Arc
             })))
         }
         "ListRoutingControls" => {
+            // One snapshot of every state, optionally of one control panel, paged by NextToken (an
+            // index into the listing) and MaxResults (default 500, as AWS documents).
             let states = arc.states();
-            let list: Vec<Value> = arc
+            let panel = input["ControlPanelArn"].as_str();
+            if panel.is_some_and(|p| p != arc.control_panel) {
+                return Err(ArcError::new(
+                    404,
+                    "ResourceNotFoundException",
+                    format!("control panel {} not found", panel.unwrap_or_default()),
+                ));
+            }
+            let max = input["MaxResults"].as_u64().map_or(500, |m| m.max(1));
+            let from = match input["NextToken"].as_str() {
+                None => 0,
+                Some(t) => t.parse::<usize>().map_err(|_| {
+                    ArcError::new(400, "ValidationException", format!("invalid NextToken {t:?}"))
+                })?,
+            };
+            let page: Vec<Value> = arc
                 .controls
                 .iter()
+                .skip(from)
+                .take(usize::try_from(max).unwrap_or(usize::MAX))
                 .map(|c| {
                     json!({
                         "ControlPanelArn": arc.control_panel, "ControlPanelName": "lab",
@@ -268,13 +362,24 @@ fn dispatch(arc: &ArcState, action: &str, input: &Value) -> Result<Response, Arc
                     })
                 })
                 .collect();
-            Ok(answer(json!({ "RoutingControls": list })))
+            let next = from + page.len();
+            let mut out = json!({ "RoutingControls": page });
+            if next < arc.controls.len() {
+                out["NextToken"] = json!(next.to_string());
+            }
+            Ok(answer(out))
         }
         "UpdateRoutingControlState" => {
             let arn = input["RoutingControlArn"].as_str().unwrap_or_default();
             known(arn)?;
             let on = parse_state(&input["RoutingControlState"])?;
-            update(arc, &[(arn.to_owned(), on)], &input["SafetyRulesToOverride"])
+            update(
+                ep,
+                &[(arn.to_owned(), on)],
+                &input["SafetyRulesToOverride"],
+                trace,
+                received_ms,
+            )
         }
         "UpdateRoutingControlStates" => {
             let entries = input["UpdateRoutingControlStateEntries"]
@@ -294,7 +399,7 @@ fn dispatch(arc: &ArcState, action: &str, input: &Value) -> Result<Response, Arc
                 known(arn)?;
                 changes.push((arn.to_owned(), parse_state(&e["RoutingControlState"])?));
             }
-            update(arc, &changes, &input["SafetyRulesToOverride"])
+            update(ep, &changes, &input["SafetyRulesToOverride"], trace, received_ms)
         }
         other => Err(ArcError::new(
             400,
@@ -305,7 +410,14 @@ fn dispatch(arc: &ArcState, action: &str, input: &Value) -> Result<Response, Arc
 }
 
 /// Applies `changes` atomically if every safety rule not overridden holds afterwards.
-fn update(arc: &ArcState, changes: &[(String, bool)], overrides: &Value) -> Result<Response, ArcError> {
+fn update(
+    ep: &Endpoint,
+    changes: &[(String, bool)],
+    overrides: &Value,
+    trace: Option<&str>,
+    received_ms: u64,
+) -> Result<Response, ArcError> {
+    let arc = &ep.arc;
     let overridden: Vec<&str> = overrides
         .as_array()
         .map(|a| a.iter().filter_map(Value::as_str).collect())
@@ -332,6 +444,14 @@ fn update(arc: &ArcState, changes: &[(String, bool)], overrides: &Value) -> Resu
             ),
         ));
     }
+    lock(&arc.changes).push(StateChange {
+        received_ms,
+        at_ms: now_ms(),
+        endpoint: endpoint_region(ep.index).into(),
+        trace: trace.map(str::to_owned),
+        set: changes.iter().cloned().collect(),
+        after: next.clone(),
+    });
     *states = next;
     Ok(answer(json!({})))
 }
@@ -399,6 +519,8 @@ pub async fn start(regions: &[String], primary: &str, spare: bool) -> Result<Arc
         modes,
         links,
         requests: Mutex::new(Vec::new()),
+        changes: Mutex::new(Vec::new()),
+        latency: Mutex::new(std::time::Duration::ZERO),
     });
     let mut tasks = Vec::new();
     let mut endpoints = Vec::new();

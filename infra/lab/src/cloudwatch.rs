@@ -184,6 +184,28 @@ impl CloudWatchState {
             .collect()
     }
 
+    /// The newest datapoint of a metric in `region` at or after `since_ms`, if any.
+    pub fn latest(
+        &self,
+        region: &str,
+        ns: &str,
+        name: &str,
+        dims: &BTreeMap<String, String>,
+        since_ms: u64,
+    ) -> Option<Datapoint> {
+        lock(&self.points)
+            .iter()
+            .rev()
+            .find(|p| {
+                p.region == region
+                    && p.namespace == ns
+                    && p.name == name
+                    && &p.dimensions == dims
+                    && p.at_ms >= since_ms
+            })
+            .cloned()
+    }
+
     /// Creates or replaces an alarm (state INSUFFICIENT_DATA until evaluated).
     pub fn put_alarm(&self, alarm: Alarm) {
         let mut alarms = lock(&self.alarms);

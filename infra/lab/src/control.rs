@@ -17,11 +17,10 @@ use crate::{LabState, SnsFaults};
 #[derive(Clone)]
 struct Ctl {
     lab: Arc<LabState>,
-    route53: aws_sdk_route53::Client,
     zone: String,
 }
 
-pub fn router(lab: Arc<LabState>, route53: aws_sdk_route53::Client, zone: String) -> Router {
+pub fn router(lab: Arc<LabState>, zone: String) -> Router {
     Router::new()
         .route("/state", get(state))
         .route("/valkey/{region}/{action}", post(valkey))
@@ -52,14 +51,32 @@ pub fn router(lab: Arc<LabState>, route53: aws_sdk_route53::Client, zone: String
             get(|State(c): State<Ctl>| async move { Json(json!(c.lab.publications())) }),
         )
         .route("/arc", get(arc_state))
+        .route(
+            "/arc/changes",
+            get(|State(c): State<Ctl>| async move { Json(json!(c.lab.arc.changes())) }),
+        )
         .route("/arc/{endpoint}/{mode}", post(arc_mode))
+        .route("/route53", get(route53_state))
+        .route(
+            "/route53/changes",
+            get(|State(c): State<Ctl>| async move { Json(json!(c.lab.route53.changes())) }),
+        )
+        .route("/route53/fault", post(route53_fault))
+        .route("/route53/latency", post(route53_latency))
+        .route("/route53/propagation", post(route53_propagation))
+        .route("/route53/clear", post(route53_clear))
+        .route("/latency", post(latency))
+        .route(
+            "/history",
+            get(|State(c): State<Ctl>| async move { Json(json!(c.lab.gds_history())) }),
+        )
         .route(
             "/alarms",
             get(|State(c): State<Ctl>| async move { Json(json!(c.lab.cloudwatch.alarms())) }),
         )
         .route("/alarm-delivery", post(alarm_delivery))
         .route("/shutdown", post(shutdown))
-        .with_state(Ctl { lab, route53, zone })
+        .with_state(Ctl { lab, zone })
 }
 
 fn bad(status: StatusCode, message: impl Into<String>) -> Response {
@@ -69,7 +86,7 @@ fn bad(status: StatusCode, message: impl Into<String>) -> Response {
 async fn state(State(c): State<Ctl>) -> Json<Value> {
     let gds = c.lab.gds();
     let primary = c.lab.regions.get(gds.primary).map(|r| r.name.clone());
-    let record = c.lab.writer_record(&c.route53, &c.zone).await;
+    let record = c.lab.writer_record();
     let points_at = record
         .as_deref()
         .and_then(|v| c.lab.regions.iter().find(|r| r.endpoint == v))
@@ -218,14 +235,13 @@ async fn arc_mode(State(c): State<Ctl>, Path((endpoint, mode)): Path<(String, St
         .parse::<usize>()
         .ok()
         .or_else(|| crate::arc::ENDPOINT_REGIONS.iter().position(|r| *r == endpoint));
-    let mode: Result<crate::arc::EndpointMode, _> = serde_json::from_value(json!(mode));
-    match (index, mode) {
-        (Some(i), Ok(m)) if c.lab.arc.set_mode(i, m) => {
+    match (index, crate::arc::EndpointMode::parse(&mode)) {
+        (Some(i), Some(m)) if c.lab.arc.set_mode(i, m) => {
             Json(json!({"endpoint": i, "mode": m})).into_response()
         }
         _ => bad(
             StatusCode::BAD_REQUEST,
-            "use /arc/<0-4 or region>/<ok|refuse|hang|error5xx|throttle>",
+            "use /arc/<0-4 or region>/<ok|refuse|hang|error5xx|throttle|slow:MS>",
         ),
     }
 }
@@ -240,4 +256,121 @@ async fn alarm_delivery(
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner) = d;
     Json(json!({"alarm_delivery": d}))
+}
+
+async fn route53_state(State(c): State<Ctl>) -> Json<Value> {
+    let r = &c.lab.route53;
+    let latency: serde_json::Map<String, Value> = r
+        .latencies()
+        .into_iter()
+        .map(|(op, d)| (op.to_string(), json!(d.as_millis())))
+        .collect();
+    Json(json!({
+        "hosted_zone_id": c.zone,
+        "record": r.record(&c.zone, &c.lab.cfg.record_name, "CNAME"),
+        "faults": r.faults(),
+        "latency_ms": latency,
+        "propagation_ms": r.propagation_delay().as_millis(),
+        "changes": r.changes().len(),
+    }))
+}
+
+#[derive(Deserialize)]
+struct FaultBody {
+    operation: String,
+    /// `throttling`, `prior_request_not_complete`, `error5xx`, `hang`, `lost`, or `slow:<ms>`.
+    fault: String,
+    /// How many requests it applies to; absent: until cleared.
+    #[serde(default)]
+    times: Option<u32>,
+}
+
+/// A Route 53 fault as the CLI and the histories name it.
+pub fn route53_fault_named(name: &str) -> Option<crate::route53::Fault> {
+    use crate::route53::Fault;
+    Some(match name {
+        "throttling" => Fault::Throttling,
+        "prior_request_not_complete" => Fault::PriorRequestNotComplete,
+        "error5xx" => Fault::Error5xx,
+        "hang" => Fault::Hang,
+        "lost" => Fault::Lost,
+        _ => Fault::Slow {
+            ms: name.strip_prefix("slow:")?.parse().ok()?,
+        },
+    })
+}
+
+async fn route53_fault(State(c): State<Ctl>, Json(b): Json<FaultBody>) -> Response {
+    let op = match b.operation.parse::<crate::route53::Operation>() {
+        Ok(op) => op,
+        Err(e) => return bad(StatusCode::BAD_REQUEST, e.to_string()),
+    };
+    let Some(fault) = route53_fault_named(&b.fault) else {
+        return bad(
+            StatusCode::BAD_REQUEST,
+            "fault: throttling, prior_request_not_complete, error5xx, hang, lost or slow:<ms>",
+        );
+    };
+    c.lab.route53.set_fault(op, fault, b.times);
+    Json(json!({"operation": op, "fault": fault, "times": b.times})).into_response()
+}
+
+#[derive(Deserialize)]
+struct LatencyBody {
+    #[serde(default)]
+    operation: Option<String>,
+    #[serde(default)]
+    service: Option<String>,
+    #[serde(default)]
+    action: Option<String>,
+    ms: u64,
+}
+
+async fn route53_latency(State(c): State<Ctl>, Json(b): Json<LatencyBody>) -> Response {
+    let op = match b
+        .operation
+        .as_deref()
+        .map(str::parse::<crate::route53::Operation>)
+    {
+        Some(Ok(op)) => op,
+        Some(Err(e)) => return bad(StatusCode::BAD_REQUEST, e.to_string()),
+        None => return bad(StatusCode::BAD_REQUEST, "operation is required"),
+    };
+    c.lab
+        .route53
+        .set_latency(op, std::time::Duration::from_millis(b.ms));
+    Json(json!({"operation": op, "latency_ms": b.ms})).into_response()
+}
+
+#[derive(Deserialize)]
+struct Ms {
+    ms: u64,
+}
+
+async fn route53_propagation(State(c): State<Ctl>, Json(b): Json<Ms>) -> Json<Value> {
+    c.lab
+        .route53
+        .set_propagation_delay(std::time::Duration::from_millis(b.ms));
+    Json(json!({"propagation_ms": b.ms}))
+}
+
+async fn route53_clear(State(c): State<Ctl>) -> Json<Value> {
+    c.lab.route53.clear_faults();
+    Json(json!({"ok": true}))
+}
+
+/// Delays every answer of an emulated API: `elasticache` (optionally one `action`) or `arc`.
+async fn latency(State(c): State<Ctl>, Json(b): Json<LatencyBody>) -> Response {
+    let d = std::time::Duration::from_millis(b.ms);
+    match b.service.as_deref() {
+        Some("arc") => c.lab.arc.set_latency(d),
+        Some(service @ "elasticache") => c.lab.set_api_delay(service, b.action.as_deref(), d),
+        _ => {
+            return bad(
+                StatusCode::BAD_REQUEST,
+                "service: elasticache or arc (Route 53: /route53/latency)",
+            );
+        }
+    }
+    Json(json!({"service": b.service, "action": b.action, "latency_ms": b.ms})).into_response()
 }

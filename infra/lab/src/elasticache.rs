@@ -114,6 +114,8 @@ async fn handle(State(lab): State<Arc<LabState>>, headers: HeaderMap, body: Byte
     let p = params(&body);
     let action = p.get("Action").cloned().unwrap_or_default();
     let region = signing_region(&headers).unwrap_or_else(|| "unknown".into());
+    // One snapshot of the datastore per request: what the answer says is what the log records.
+    let seen = lab.gds();
     let result = if lab.region_dark(&region) {
         // A dark Region's control-plane endpoint does not answer either.
         Err(ApiError::new(
@@ -123,7 +125,7 @@ async fn handle(State(lab): State<Arc<LabState>>, headers: HeaderMap, body: Byte
         ))
     } else {
         match action.as_str() {
-            "DescribeGlobalReplicationGroups" => describe_global(&lab, &p),
+            "DescribeGlobalReplicationGroups" => describe_global(&lab, &seen, &p),
             "DescribeReplicationGroups" => describe_groups(&lab, &region, &p),
             "FailoverGlobalReplicationGroup" => failover(&lab, &p),
             "DescribeEvents" => describe_events(&lab, &region, &p),
@@ -138,19 +140,36 @@ async fn handle(State(lab): State<Arc<LabState>>, headers: HeaderMap, body: Byte
         Ok(_) => 200,
         Err(e) => e.status.as_u16(),
     };
+    let mut params: std::collections::BTreeMap<String, String> = p.into_iter().collect();
+    if let Some(trace) = crate::trace_of(&headers) {
+        params.insert("trace".into(), trace);
+    }
+    if action == "DescribeGlobalReplicationGroups" && status == 200 {
+        // What the caller was told, for checking its decisions against the datastore's history.
+        params.insert("answer_status".into(), seen.status.clone());
+        params.insert(
+            "answer_primary".into(),
+            lab.regions
+                .get(seen.primary)
+                .map(|r| r.name.clone())
+                .unwrap_or_default(),
+        );
+    }
+    let delay = lab.api_delay("elasticache", &action);
     lab.record(ApiRequest {
         service: "elasticache".into(),
         region,
         action,
-        params: p.into_iter().collect(),
+        params,
         status,
         at_ms: now_ms(),
     });
+    // The answer reflects the datastore when the request arrived, and reaches the caller late.
+    tokio::time::sleep(delay).await;
     result.unwrap_or_else(IntoResponse::into_response)
 }
 
-fn global_xml(lab: &LabState, show_members: bool) -> String {
-    let g = lab.gds();
+fn global_xml(lab: &LabState, g: &crate::GdsState, show_members: bool) -> String {
     let members = if show_members {
         let m: String = lab
             .regions
@@ -182,7 +201,11 @@ fn global_xml(lab: &LabState, show_members: bool) -> String {
     )
 }
 
-fn describe_global(lab: &LabState, p: &HashMap<String, String>) -> Result<Response, ApiError> {
+fn describe_global(
+    lab: &LabState,
+    g: &crate::GdsState,
+    p: &HashMap<String, String>,
+) -> Result<Response, ApiError> {
     if let Some(id) = p.get("GlobalReplicationGroupId")
         && id != &lab.cfg.datastore_id
     {
@@ -197,7 +220,7 @@ fn describe_global(lab: &LabState, p: &HashMap<String, String>) -> Result<Respon
         "DescribeGlobalReplicationGroups",
         &format!(
             "<GlobalReplicationGroups><GlobalReplicationGroup>{}</GlobalReplicationGroup></GlobalReplicationGroups>",
-            global_xml(lab, show)
+            global_xml(lab, g, show)
         ),
     ))
 }
@@ -256,7 +279,7 @@ fn failover(lab: &Arc<LabState>, p: &HashMap<String, String>) -> Result<Response
         "FailoverGlobalReplicationGroup",
         &format!(
             "<GlobalReplicationGroup>{}</GlobalReplicationGroup>",
-            global_xml(lab, true)
+            global_xml(lab, &lab.gds(), true)
         ),
     ))
 }

@@ -22,7 +22,7 @@ use serde::Serialize;
 use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpListener;
-use tokio::process::{Child, Command};
+use tokio::process::Command;
 use tokio::sync::{Notify, oneshot};
 
 use crate::LabError;
@@ -38,6 +38,10 @@ pub fn now_ms() -> u64 {
 #[derive(Debug, Clone, Serialize)]
 pub struct InvocationRecord {
     pub request_id: String,
+    /// The X-Ray trace header the attempt ran under. Lambda hands it to the function, and the AWS
+    /// SDK sends it on every call the attempt makes (`x-amzn-trace-id`), which is how the lab's
+    /// emulators tie each request to the invocation that made it.
+    pub trace_id: String,
     pub function: String,
     pub region: String,
     /// Who invoked: `sns`, `eventbridge`, `console`…
@@ -73,6 +77,11 @@ struct Inner {
     records: Vec<InvocationRecord>,
     audits: Vec<Value>,
     next_id: u64,
+    /// Asynchronous retries waiting out Lambda's delay before they are queued again.
+    retries_waiting: usize,
+    /// How the function's process ended, if it did while the lab ran (a crash: Lambda release
+    /// builds abort on panic).
+    exited: Option<String>,
 }
 
 /// A function's Runtime API and invocation log.
@@ -124,6 +133,7 @@ impl Runtime {
         p.index = inner.records.len();
         inner.records.push(InvocationRecord {
             request_id: String::new(),
+            trace_id: String::new(),
             function: self.name.clone(),
             region: self.region.clone(),
             source: p.source.clone(),
@@ -149,10 +159,15 @@ impl Runtime {
         self.lock().audits.clone()
     }
 
-    /// True when nothing is queued or running.
+    /// How the function's process ended, if it ended while the lab was up.
+    pub fn exited(&self) -> Option<String> {
+        self.lock().exited.clone()
+    }
+
+    /// True when nothing is queued, running, or waiting to be retried.
     pub fn idle(&self) -> bool {
         let inner = self.lock();
-        inner.queue.is_empty() && inner.inflight.is_empty()
+        inner.queue.is_empty() && inner.inflight.is_empty() && inner.retries_waiting == 0
     }
 
     fn finish(self: &Arc<Self>, id: &str, result: Result<Value, Value>) -> bool {
@@ -168,6 +183,10 @@ impl Runtime {
             };
         }
         let p = done.pending;
+        let retry_async = p.reply.is_none() && result.is_err() && p.attempt < 3;
+        if retry_async {
+            inner.retries_waiting += 1;
+        }
         drop(inner);
         match (p.reply, result) {
             (Some(tx), r) => {
@@ -187,7 +206,9 @@ impl Runtime {
                 let delay = self.retry_delay;
                 tokio::spawn(async move {
                     tokio::time::sleep(delay).await;
+                    // Queued before it stops waiting, so the function never looks idle between.
                     me.enqueue(retry);
+                    me.lock().retries_waiting -= 1;
                 });
             }
             (None, _) => {}
@@ -205,8 +226,10 @@ async fn next(State(rt): State<Arc<Runtime>>) -> Response {
                 inner.next_id += 1;
                 let id = format!("{}-{}-{:06}", rt.region, rt.name, inner.next_id);
                 let deadline = now_ms() + u64::try_from(rt.timeout.as_millis()).unwrap_or(60_000);
+                let trace = trace_header(&id, now_ms());
                 if let Some(rec) = inner.records.get_mut(p.index) {
                     rec.request_id = id.clone();
+                    rec.trace_id = trace.clone();
                     rec.started_at_ms = Some(now_ms());
                     rec.outcome = "running".into();
                 }
@@ -218,10 +241,7 @@ async fn next(State(rt): State<Arc<Runtime>>) -> Response {
                     ("lambda-runtime-aws-request-id", id.as_str()),
                     ("lambda-runtime-deadline-ms", &deadline.to_string()),
                     ("lambda-runtime-invoked-function-arn", &arn),
-                    (
-                        "lambda-runtime-trace-id",
-                        "Root=1-00000000-000000000000000000000000;Sampled=0",
-                    ),
+                    ("lambda-runtime-trace-id", trace.as_str()),
                     ("content-type", "application/json"),
                 ] {
                     if let Ok(v) = HeaderValue::from_str(v) {
@@ -233,6 +253,20 @@ async fn next(State(rt): State<Arc<Runtime>>) -> Response {
         }
         notified.await;
     }
+}
+
+/// An X-Ray trace header unique to one attempt: `Root=1-<epoch seconds, 8 hex>-<24 hex>`, the
+/// 24 hex digits derived from the request id so the lab can map requests back to attempts.
+fn trace_header(request_id: &str, now_ms: u64) -> String {
+    let mut h: u128 = 0xcbf2_9ce4_8422_2325;
+    for b in request_id.bytes() {
+        h = (h ^ u128::from(b)).wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    format!(
+        "Root=1-{:08x}-{:024x};Sampled=0",
+        (now_ms / 1000) & 0xffff_ffff,
+        h & ((1u128 << 96) - 1)
+    )
 }
 
 fn parse_body(body: &Bytes) -> Value {
@@ -271,11 +305,12 @@ pub struct FunctionSpec {
     pub log: PathBuf,
 }
 
-/// A running function: its process and its Runtime API.
+/// A running function: its process and its Runtime API. Dropping it stops the process.
 pub struct Function {
     pub runtime: Arc<Runtime>,
     pub api: std::net::SocketAddr,
-    _child: Child,
+    /// Dropped with the function: the watcher then kills the process.
+    _stop: oneshot::Sender<()>,
 }
 
 impl Function {
@@ -367,10 +402,26 @@ impl Function {
                 }
             });
         }
+        // Watch the process: an exit while the lab runs is a crash, recorded for the tests and
+        // the histories to check. Dropping the function (its `_stop`) kills it.
+        let (stop, stopped) = oneshot::channel::<()>();
+        let rt = Arc::clone(&runtime);
+        tokio::spawn(async move {
+            tokio::select! {
+                status = child.wait() => {
+                    let how = status.map_or_else(|e| e.to_string(), |s| s.to_string());
+                    tracing::error!(function = %rt.name, region = %rt.region, %how, "function process exited");
+                    rt.lock().exited = Some(how);
+                }
+                _ = stopped => {
+                    let _ = child.kill().await;
+                }
+            }
+        });
         Ok(Self {
             runtime,
             api,
-            _child: child,
+            _stop: stop,
         })
     }
 }

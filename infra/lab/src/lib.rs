@@ -1,12 +1,13 @@
 //! The local two-Region lab.
 //!
 //! Real: Valkey (one server per Region, the secondary replicating through the inter-Region link),
-//! Route 53 (moto), the functions (their real binaries, served by the lab's Lambda Runtime API).
-//! Emulated: the ElastiCache Global Datastore control plane, SNS delivery to the functions, and the
-//! link itself (a userspace proxy). Everything binds to loopback and stops when the [`Lab`] is
+//! the functions (their real binaries, served by the lab's Lambda Runtime API).
+//! Emulated: Route 53, the ElastiCache Global Datastore control plane, the ARC cluster, CloudWatch,
+//! SNS delivery to the functions, and the link itself (a userspace proxy). Everything binds to loopback and stops when the [`Lab`] is
 //! dropped.
 
 pub mod arc;
+pub mod chaos;
 pub mod cloudwatch;
 pub mod control;
 pub mod drill;
@@ -21,15 +22,9 @@ pub mod valkey;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use aws_sdk_route53::config::{BehaviorVersion, Credentials, Region};
-use aws_sdk_route53::types::{
-    Change, ChangeAction, ChangeBatch, HostedZoneConfig, ResourceRecord, ResourceRecordSet, RrType, Vpc,
-    VpcRegion,
-};
 use serde::Serialize;
 use serde_json::{Value, json};
 use thiserror::Error;
@@ -51,7 +46,7 @@ pub enum LabError {
     Io(String),
     #[error("valkey: {0}")]
     Valkey(String),
-    #[error("route 53 (moto): {0}")]
+    #[error("route 53: {0}")]
     Route53(String),
 }
 
@@ -81,8 +76,6 @@ pub struct LabConfig {
     /// Delay before Lambda's asynchronous retry of a failed invocation (AWS: 1 then 2 minutes).
     pub lambda_retry_delay: Duration,
     pub function_timeout: Duration,
-    /// Reuse a running moto server instead of starting one.
-    pub moto_endpoint: Option<String>,
     /// Functions to run in every Region, by package name; binaries come from `binary_dir`.
     pub functions: Vec<String>,
     pub binary_dir: PathBuf,
@@ -116,7 +109,6 @@ impl LabConfig {
             promotion_time: Duration::from_secs(2),
             lambda_retry_delay: Duration::from_secs(1),
             function_timeout: Duration::from_secs(30),
-            moto_endpoint: None,
             functions: vec!["traffic-switch".into()],
             binary_dir: root.join("target/debug"),
             function_env: vec![("STABLE_POLL_MS".into(), "200".into())],
@@ -178,7 +170,9 @@ pub struct LabEvent {
     pub at_ms: u64,
 }
 
-/// A request an emulated API received.
+/// A request an emulated API received. `params["trace"]` is the caller's `x-amzn-trace-id`
+/// header when it sent one (the functions do: it names the invocation, see
+/// [`lambda::InvocationRecord::trace_id`]).
 #[derive(Debug, Clone, Serialize)]
 pub struct ApiRequest {
     pub service: String,
@@ -187,6 +181,30 @@ pub struct ApiRequest {
     pub params: BTreeMap<String, String>,
     pub status: u16,
     pub at_ms: u64,
+}
+
+impl ApiRequest {
+    /// The trace header of the invocation that made the request, if any.
+    pub fn trace(&self) -> Option<&str> {
+        self.params.get("trace").map(String::as_str)
+    }
+}
+
+/// The `x-amzn-trace-id` header of a request, for [`ApiRequest::params`].
+pub fn trace_of(headers: &axum::http::HeaderMap) -> Option<String> {
+    headers
+        .get("x-amzn-trace-id")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+}
+
+/// One change of the Global Datastore's state, as the emulator made it.
+#[derive(Debug, Clone, Serialize)]
+pub struct GdsChange {
+    pub at_ms: u64,
+    pub status: String,
+    /// The Region of the member that is PRIMARY from this moment.
+    pub primary: String,
 }
 
 /// How SNS delivers to the functions; switches for at-least-once behaviour.
@@ -217,6 +235,9 @@ pub struct LabState {
     pub cfg: LabConfig,
     pub regions: Vec<RegionRuntime>,
     gds: Mutex<GdsState>,
+    gds_history: Mutex<Vec<GdsChange>>,
+    /// Answer delays per emulated API (`service` or `service:Action`).
+    api_delays: Mutex<BTreeMap<String, Duration>>,
     events: Mutex<Vec<LabEvent>>,
     requests: Mutex<Vec<ApiRequest>>,
     publications: Mutex<Vec<Publication>>,
@@ -231,6 +252,8 @@ pub struct LabState {
     pub arc: Arc<arc::ArcState>,
     /// CloudWatch metrics and alarms.
     pub cloudwatch: cloudwatch::CloudWatchState,
+    /// Route 53: the private zone with the writer record, its change log and faults.
+    pub route53: Arc<route53::Route53State>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -242,18 +265,57 @@ impl LabState {
         lock(&self.gds).clone()
     }
 
-    pub(crate) fn gds_mut(&self) -> MutexGuard<'_, GdsState> {
-        lock(&self.gds)
+    /// Changes the datastore's state and records the change in its history.
+    pub(crate) fn set_gds(&self, change: impl FnOnce(&mut GdsState)) {
+        let mut g = lock(&self.gds);
+        change(&mut g);
+        let primary = self
+            .regions
+            .get(g.primary)
+            .map(|r| r.name.clone())
+            .unwrap_or_default();
+        lock(&self.gds_history).push(GdsChange {
+            at_ms: now_ms(),
+            status: g.status.clone(),
+            primary,
+        });
+    }
+
+    /// Every state the datastore went through, from the start, in order.
+    pub fn gds_history(&self) -> Vec<GdsChange> {
+        lock(&self.gds_history).clone()
+    }
+
+    /// The delay configured for `service`'s `action` (or for the whole service), if any.
+    pub fn api_delay(&self, service: &str, action: &str) -> Duration {
+        let delays = lock(&self.api_delays);
+        delays
+            .get(&format!("{service}:{action}"))
+            .or_else(|| delays.get(service))
+            .copied()
+            .unwrap_or_default()
+    }
+
+    /// Delays every answer of `service` (or only of `action`) by `delay`; zero removes it.
+    pub fn set_api_delay(&self, service: &str, action: Option<&str>, delay: Duration) {
+        let key = action.map_or_else(|| service.to_owned(), |a| format!("{service}:{a}"));
+        let mut delays = lock(&self.api_delays);
+        if delay.is_zero() {
+            delays.remove(&key);
+        } else {
+            delays.insert(key, delay);
+        }
     }
 
     pub fn events(&self) -> Vec<LabEvent> {
         lock(&self.events).clone()
     }
 
-    /// Every request the emulated APIs received (ElastiCache and ARC), in time order.
+    /// Every request the emulated APIs received (ElastiCache, ARC and Route 53), in time order.
     pub fn requests(&self) -> Vec<ApiRequest> {
         let mut all = lock(&self.requests).clone();
         all.extend(self.arc.requests());
+        all.extend(self.route53.requests());
         all.sort_by_key(|r| r.at_ms);
         all
     }
@@ -463,9 +525,13 @@ impl LabState {
         Ok(())
     }
 
-    /// The current writer CNAME in moto.
-    pub async fn writer_record(&self, r53: &aws_sdk_route53::Client, zone: &str) -> Option<String> {
-        read_cname(r53, zone, &self.cfg.record_name).await
+    /// The writer CNAME's value now (lower case, no trailing dot), as Route 53 holds it.
+    pub fn writer_record(&self) -> Option<String> {
+        let zone = self.route53.zones().into_iter().next()?.id;
+        let set = self.route53.record(&zone, &self.cfg.record_name, "CNAME")?;
+        set.values
+            .first()
+            .map(|v| v.trim_end_matches('.').to_ascii_lowercase())
     }
 }
 
@@ -519,8 +585,7 @@ pub struct RegionEndpoints {
 pub struct Lab {
     pub state: Arc<LabState>,
     pub endpoints: Endpoints,
-    pub route53: aws_sdk_route53::Client,
-    _moto: Option<Child>,
+
     _functions: Vec<Function>,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -558,130 +623,6 @@ async fn serve(router: axum::Router) -> Result<(String, JoinHandle<()>), LabErro
         let _ = axum::serve(listener, router).await;
     });
     Ok((format!("http://{addr}"), task))
-}
-
-async fn start_moto(root: &Path, work: &Path) -> Result<(String, Child), LabError> {
-    let bin = std::env::var("MOTO_SERVER")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| root.join(".venv/bin/moto_server"));
-    if !bin.is_file() {
-        return Err(LabError::Missing(format!(
-            "{} not found: run scripts/venv.sh (installs moto), or set MOTO_SERVER",
-            bin.display()
-        )));
-    }
-    let port = free_port().await?;
-    let log = std::fs::File::create(work.join("moto.log")).map_err(|e| LabError::Io(e.to_string()))?;
-    let child = Command::new(&bin)
-        .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-        .stdout(Stdio::null())
-        .stderr(log)
-        .kill_on_drop(true)
-        .spawn()
-        .map_err(|e| LabError::Start(format!("moto: {e}")))?;
-    let url = format!("http://127.0.0.1:{port}");
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    while tokio::time::Instant::now() < deadline {
-        if tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
-            return Ok((url, child));
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    Err(LabError::Start(format!(
-        "moto did not listen on {url} within 20 s (log: .lab/moto.log)"
-    )))
-}
-
-fn route53_client(endpoint: &str) -> aws_sdk_route53::Client {
-    let conf = aws_sdk_route53::Config::builder()
-        .behavior_version(BehaviorVersion::latest())
-        .endpoint_url(endpoint)
-        .region(Region::new("us-east-1"))
-        .credentials_provider(Credentials::new("lab", "lab", None, None, "lab"))
-        .build();
-    aws_sdk_route53::Client::from_conf(conf)
-}
-
-async fn read_cname(r53: &aws_sdk_route53::Client, zone: &str, name: &str) -> Option<String> {
-    let out = r53
-        .list_resource_record_sets()
-        .hosted_zone_id(zone)
-        .send()
-        .await
-        .ok()?;
-    out.resource_record_sets()
-        .iter()
-        .find(|r| r.name().trim_end_matches('.') == name && r.r#type() == &RrType::Cname)
-        .and_then(|r| {
-            r.resource_records()
-                .first()
-                .map(|v| v.value().trim_end_matches('.').to_owned())
-        })
-}
-
-async fn create_zone(
-    r53: &aws_sdk_route53::Client,
-    cfg: &LabConfig,
-    primary: &str,
-) -> Result<String, LabError> {
-    let apex = cfg
-        .record_name
-        .split_once('.')
-        .map_or(cfg.record_name.as_str(), |(_, a)| a);
-    let err = |e: &dyn std::fmt::Display| LabError::Route53(e.to_string());
-    let out = r53
-        .create_hosted_zone()
-        .name(apex)
-        .caller_reference(format!("lab-{}", now_ms()))
-        .hosted_zone_config(
-            HostedZoneConfig::builder()
-                .private_zone(true)
-                .comment("failover lab")
-                .build(),
-        )
-        .vpc(
-            Vpc::builder()
-                .vpc_region(VpcRegion::UsWest1)
-                .vpc_id("vpc-lab")
-                .build(),
-        )
-        .send()
-        .await
-        .map_err(|e| err(&aws_sdk_route53::error::DisplayErrorContext(e)))?;
-    let zone = out
-        .hosted_zone()
-        .map(|z| z.id().trim_start_matches("/hostedzone/").to_owned())
-        .ok_or_else(|| LabError::Route53("no zone in CreateHostedZone answer".into()))?;
-    let rrs = ResourceRecordSet::builder()
-        .name(format!("{}.", cfg.record_name))
-        .r#type(RrType::Cname)
-        .ttl(cfg.record_ttl)
-        .resource_records(
-            ResourceRecord::builder()
-                .value(primary)
-                .build()
-                .map_err(|e| err(&e))?,
-        )
-        .build()
-        .map_err(|e| err(&e))?;
-    r53.change_resource_record_sets()
-        .hosted_zone_id(&zone)
-        .change_batch(
-            ChangeBatch::builder()
-                .changes(
-                    Change::builder()
-                        .action(ChangeAction::Create)
-                        .resource_record_set(rrs)
-                        .build()
-                        .map_err(|e| err(&e))?,
-                )
-                .build()
-                .map_err(|e| err(&e))?,
-        )
-        .send()
-        .await
-        .map_err(|e| err(&aws_sdk_route53::error::DisplayErrorContext(e)))?;
-    Ok(zone)
 }
 
 impl Lab {
@@ -730,16 +671,25 @@ impl Lab {
             wait_in_sync(r.valkey_port).await?;
         }
 
-        // Route 53: moto, with the private zone and the writer record pointing at the primary.
-        let (moto_url, moto) = match &cfg.moto_endpoint {
-            Some(url) => (url.clone(), None),
-            None => {
-                let (url, child) = start_moto(&cfg.root, &cfg.work_dir).await?;
-                (url, Some(child))
-            }
-        };
-        let route53 = route53_client(&moto_url);
-        let zone = create_zone(&route53, &cfg, &regions[0].endpoint).await?;
+        // Route 53: the private zone and the writer record, pointing at the primary.
+        let route53 = Arc::new(route53::Route53State::new());
+        let (route53_url, t) = route53::serve(Arc::clone(&route53)).await?;
+        tasks.push(t);
+        let apex = cfg
+            .record_name
+            .split_once('.')
+            .map_or(cfg.record_name.as_str(), |(_, a)| a);
+        let r53 = |e: route53::Route53Error| LabError::Route53(e.message());
+        let zone = route53.create_zone(apex, true).map_err(r53)?;
+        route53
+            .upsert(
+                &zone,
+                &cfg.record_name,
+                "CNAME",
+                cfg.record_ttl,
+                &[regions[0].endpoint.as_str()],
+            )
+            .map_err(r53)?;
 
         let region_names: Vec<String> = cfg.regions.iter().map(|r| r.name.clone()).collect();
         let arc_cluster = arc::start(&region_names, &region_names[0], cfg.arc_spare_control).await?;
@@ -753,6 +703,12 @@ impl Lab {
                 primary: 0,
                 failovers: 0,
             }),
+            gds_history: Mutex::new(vec![GdsChange {
+                at_ms: now_ms(),
+                status: "available".into(),
+                primary: cfg.regions[0].name.clone(),
+            }]),
+            api_delays: Mutex::new(BTreeMap::new()),
             events: Mutex::new(Vec::new()),
             requests: Mutex::new(Vec::new()),
             publications: Mutex::new(Vec::new()),
@@ -763,6 +719,7 @@ impl Lab {
             shutdown: tokio::sync::Notify::new(),
             arc: Arc::clone(&arc_cluster.state),
             cloudwatch: cloudwatch::CloudWatchState::default(),
+            route53,
         });
 
         let (elasticache_url, t) = serve(elasticache::router(Arc::clone(&state))).await?;
@@ -774,8 +731,7 @@ impl Lab {
             cfg.alarm_tick,
         )));
         tasks.push(tokio::spawn(lag::publisher(Arc::clone(&state), cfg.lag_tick)));
-        let (control_url, t) =
-            serve(control::router(Arc::clone(&state), route53.clone(), zone.clone())).await?;
+        let (control_url, t) = serve(control::router(Arc::clone(&state), zone.clone())).await?;
         tasks.push(t);
 
         // The functions, in every Region, subscribed to that Region's topic.
@@ -791,7 +747,7 @@ impl Lab {
                     ("RECORD_NAME".into(), cfg.record_name.clone()),
                     ("RECORD_TTL".into(), cfg.record_ttl.to_string()),
                     ("AWS_ENDPOINT_URL_ELASTICACHE".into(), elasticache_url.clone()),
-                    ("AWS_ENDPOINT_URL_ROUTE_53".into(), moto_url.clone()),
+                    ("AWS_ENDPOINT_URL_ROUTE_53".into(), route53_url.clone()),
                     ("AWS_ENDPOINT_URL_CLOUDWATCH".into(), cloudwatch_url.clone()),
                 ];
                 if cfg.routing_mode == "arc" {
@@ -838,7 +794,7 @@ impl Lab {
             control: control_url,
             elasticache: elasticache_url,
             cloudwatch: cloudwatch_url,
-            route53: moto_url,
+            route53: route53_url,
             hosted_zone_id: zone,
             record_name: cfg.record_name.clone(),
             datastore_id: cfg.datastore_id.clone(),
@@ -855,8 +811,7 @@ impl Lab {
         Ok(Self {
             state,
             endpoints,
-            route53,
-            _moto: moto,
+
             _functions: functions,
             tasks,
         })
@@ -885,9 +840,7 @@ impl Lab {
 
     /// The writer CNAME's current value.
     pub async fn writer_record(&self) -> Option<String> {
-        self.state
-            .writer_record(&self.route53, &self.endpoints.hosted_zone_id)
-            .await
+        self.state.writer_record()
     }
 }
 

@@ -13,11 +13,20 @@
 //! lab arc                        routing-control states and endpoint modes
 //! lab alarms                     CloudWatch alarms and their states
 //! lab alarm-delivery event_bridge|sns   how alarm state changes reach the functions
-//! lab arc <0-4|region> ok|refuse|hang|error5xx|throttle   break an ARC cluster endpoint
+//! lab arc <0-4|region> ok|refuse|hang|error5xx|throttle|slow:<ms>   an ARC cluster endpoint's behaviour
+//! lab arc changes                every routing-control change the cluster applied
+//! lab route53                    the writer record, armed faults, latencies, propagation delay
+//! lab route53 changes            every change batch Route 53 applied, with its time and trace
+//! lab route53 fault <operation> throttling|prior_request_not_complete|error5xx|hang|lost|slow:<ms> [times]
+//! lab route53 latency <operation> <ms>     delay one operation's answers (0 removes it)
+//! lab route53 propagation <ms>   how long a change stays PENDING
+//! lab route53 clear              disarm every Route 53 fault and latency
+//! lab latency elasticache|arc <ms>         delay every answer of that emulated API (0 removes it)
 //! lab invoke <region> <function> <event.json>   invoke like the Lambda console
-//! lab get requests|invocations|audits|events|publications
-//! lab drill [all|primary-down|link-loss|data-plane-degraded] [options]
+//! lab get requests|invocations|audits|events|publications|history
+//! lab drill [all|primary-down|link-loss|data-plane-degraded|failback] [options]
 //!                                a DR drill on a lab of its own; exit 0 only if every objective passes
+//! lab chaos [options]            randomized histories with the invariants checked (`lab chaos --help`)
 //! ```
 
 use std::path::PathBuf;
@@ -107,7 +116,6 @@ async fn drill(args: &[String]) -> Result<Value, String> {
     if let Ok(dir) = std::env::var("LAB_BINARY_DIR") {
         cfg.binary_dir = PathBuf::from(dir);
     }
-    cfg.moto_endpoint = std::env::var("MOTO_ENDPOINT").ok();
     let scenarios = cfg.apply_args(args)?;
     let outcomes = failover_lab::drill::run(&cfg, &scenarios)
         .await
@@ -123,6 +131,52 @@ async fn drill(args: &[String]) -> Result<Value, String> {
         Ok(Value::Null)
     } else {
         Err("some objectives failed (see the table above)".into())
+    }
+}
+
+/// Runs randomized histories; a summary line per history goes to stderr, failing ones in full.
+async fn chaos(args: &[String]) -> Result<Value, String> {
+    if args.iter().any(|a| a == "--help" || a == "-h") {
+        println!("{}", failover_lab::chaos::USAGE);
+        return Ok(Value::Null);
+    }
+    let mut cfg = failover_lab::chaos::ChaosConfig::new(&root());
+    if let Ok(dir) = std::env::var("LAB_BINARY_DIR") {
+        cfg.binary_dir = PathBuf::from(dir);
+    }
+    cfg.apply_args(args)?;
+    eprintln!(
+        "chaos: seeds {} to {} ({} steps each{})",
+        cfg.seed,
+        cfg.seed + u64::from(cfg.histories.saturating_sub(1)),
+        cfg.steps,
+        cfg.budget
+            .map(|b| format!(", stopping after {} s", b.as_secs()))
+            .unwrap_or_default()
+    );
+    let summary = failover_lab::chaos::run(&cfg).await.map_err(|e| e.to_string())?;
+    let failed = summary.failed();
+    let ratio = |n: usize| n * 100 / summary.results.len().max(1);
+    println!(
+        "chaos: {} histories in {:.1} s, {} failed ({}%); first seed {}",
+        summary.results.len(),
+        summary.duration_ms as f64 / 1000.0,
+        failed.len(),
+        ratio(failed.len()),
+        summary.first_seed
+    );
+    if failed.is_empty() {
+        Ok(Value::Null)
+    } else {
+        for f in &failed {
+            println!("{}", f.describe());
+        }
+        Err(format!(
+            "{} of {} histories broke an invariant (evidence in {})",
+            failed.len(),
+            summary.results.len(),
+            cfg.out_dir.display()
+        ))
     }
 }
 
@@ -161,14 +215,45 @@ fn ctl(args: &[String]) -> Result<Value, String> {
             )
         }
         ["arc"] => call("GET", "/arc", None),
+        ["arc", "changes"] => call("GET", "/arc/changes", None),
         ["arc", endpoint, mode] => call("POST", &format!("/arc/{endpoint}/{mode}"), None),
+        ["route53"] => call("GET", "/route53", None),
+        ["route53", "changes"] => call("GET", "/route53/changes", None),
+        ["route53", "clear"] => call("POST", "/route53/clear", None),
+        ["route53", "fault", operation, fault, rest @ ..] => {
+            let times = match rest {
+                [] => None,
+                [n] => Some(n.parse::<u32>().map_err(|e| format!("times {n}: {e}"))?),
+                _ => return Err("route53 fault <operation> <fault> [times]".into()),
+            };
+            call(
+                "POST",
+                "/route53/fault",
+                Some(json!({"operation": operation, "fault": fault, "times": times})),
+            )
+        }
+        ["route53", "latency", operation, ms] => call(
+            "POST",
+            "/route53/latency",
+            Some(json!({"operation": operation, "ms": ms.parse::<u64>().map_err(|e| e.to_string())?})),
+        ),
+        ["route53", "propagation", ms] => call(
+            "POST",
+            "/route53/propagation",
+            Some(json!({"ms": ms.parse::<u64>().map_err(|e| e.to_string())?})),
+        ),
+        ["latency", service, ms] => call(
+            "POST",
+            "/latency",
+            Some(json!({"service": service, "ms": ms.parse::<u64>().map_err(|e| e.to_string())?})),
+        ),
         ["alarms"] => call("GET", "/alarms", None),
         ["alarm-delivery", how @ ("event_bridge" | "sns")] => {
             call("POST", "/alarm-delivery", Some(json!(how)))
         }
         [
             "get",
-            what @ ("requests" | "invocations" | "audits" | "events" | "publications"),
+            what @ ("requests" | "invocations" | "audits" | "events" | "publications" | "history"),
         ] => call("GET", &format!("/{what}"), None),
         _ => Err("unknown command; see the usage at the top of infra/lab/src/main.rs or the README".into()),
     }
@@ -183,6 +268,7 @@ async fn main() {
     let result = match args.first().map(String::as_str) {
         Some("up") => up().await.map(|()| Value::Null),
         Some("drill") => drill(&args[1..]).await,
+        Some("chaos") => chaos(&args[1..]).await,
         Some(_) => ctl(&args),
         None => Err("usage: lab up | stop | state | failover <region> | link … | dark <region> | …".into()),
     };

@@ -257,6 +257,8 @@ pub struct AppliedEntry {
 /// A change batch that was applied.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct AppliedChange {
+    /// When the request arrived (epoch ms); a slow change is applied later.
+    pub received_ms: u64,
     /// When it was applied (epoch ms).
     pub at_ms: u64,
     /// Without the `/change/` prefix.
@@ -1308,7 +1310,7 @@ impl Route53State {
                 routing: Routing::default(),
             },
         };
-        self.apply(zone, &[change], None, None, true)
+        self.apply(zone, &[change], None, None, true, None)
     }
 
     /// The first record set named `name` of `record_type` (any routing), normalised.
@@ -1349,6 +1351,7 @@ impl Route53State {
         comment: Option<String>,
         trace: Option<String>,
         direct: bool,
+        received_ms: Option<u64>,
     ) -> Result<String, Route53Error> {
         let propagation = self.propagation_ms.load(AtomicOrdering::Relaxed);
         let at_ms = now_ms();
@@ -1356,6 +1359,7 @@ impl Route53State {
         let mut store = lock(&self.store);
         let id = store.change(zone, changes, comment.clone(), at_ms, propagation)?;
         lock(&self.changes).push(AppliedChange {
+            received_ms: received_ms.unwrap_or(at_ms),
             at_ms,
             change_id: id.clone(),
             zone: bare_zone_id(zone).to_owned(),
@@ -1412,6 +1416,7 @@ struct Call {
     query: HashMap<String, String>,
     body: Vec<u8>,
     trace: Option<String>,
+    received_ms: u64,
 }
 
 fn query_max(q: &HashMap<String, String>, default: usize, cap: usize) -> Result<usize, Route53Error> {
@@ -1614,7 +1619,14 @@ fn dispatch(state: &Route53State, call: &Call) -> Result<Answer, Route53Error> {
             // An unknown zone is reported before the body is looked at, as Route 53 does.
             lock(&state.store).zone(id)?;
             let (changes, comment) = parse_changes(&call.body)?;
-            let change_id = state.apply(id, &changes, comment, call.trace.clone(), false)?;
+            let change_id = state.apply(
+                id,
+                &changes,
+                comment,
+                call.trace.clone(),
+                false,
+                Some(call.received_ms),
+            )?;
             let store = lock(&state.store);
             let change = store
                 .changes
@@ -1797,6 +1809,7 @@ async fn handle(state: Arc<Route53State>, op: Operation, id: Option<String>, req
         query,
         body,
         trace,
+        received_ms,
     };
     // Once read, a request is finished by its own task, as a server would: a client that gives
     // up (drops the connection) does not stop a slow change from landing.

@@ -89,6 +89,11 @@ pub async fn start(bin: &Path, port: u16, dir: &Path) -> Result<Child, LabError>
 
 /// Runs one command on the server at `port` with a short timeout.
 pub async fn command(port: u16, args: &[&str]) -> Result<redis::Value, LabError> {
+    command_within(port, args, Duration::from_secs(2)).await
+}
+
+/// Runs one command on the server at `port`, giving up after `limit`.
+pub async fn command_within(port: u16, args: &[&str], limit: Duration) -> Result<redis::Value, LabError> {
     let fut = async {
         let client = redis::Client::open(format!("redis://127.0.0.1:{port}/"))?;
         let mut conn = client.get_multiplexed_async_connection().await?;
@@ -98,10 +103,13 @@ pub async fn command(port: u16, args: &[&str]) -> Result<redis::Value, LabError>
         }
         cmd.query_async::<redis::Value>(&mut conn).await
     };
-    match tokio::time::timeout(Duration::from_secs(2), fut).await {
+    match tokio::time::timeout(limit, fut).await {
         Ok(Ok(v)) => Ok(v),
         Ok(Err(e)) => Err(LabError::Valkey(format!("port {port}: {e}"))),
-        Err(_) => Err(LabError::Valkey(format!("port {port}: no answer within 2 s"))),
+        Err(_) => Err(LabError::Valkey(format!(
+            "port {port}: no answer within {} ms",
+            limit.as_millis()
+        ))),
     }
 }
 

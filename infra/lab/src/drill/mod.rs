@@ -10,6 +10,9 @@
 //! - `data-plane-degraded`: the primary's Valkey hangs while the control plane says `available`.
 //!   Expected with the default policy: the primary Region's own writers fail too, so the vantage
 //!   gate agrees and the secondary is promoted.
+//! - `failback`: `primary-down`, then the old primary comes back, rejoins as a secondary and
+//!   catches up (the lag metric says so), and the operator's confirmed `promote` command fails
+//!   the datastore back: writers follow, and the planned leg loses no acknowledged write.
 
 pub mod report;
 pub mod workload;
@@ -37,7 +40,7 @@ pub const ALARM: &str = "sessions-writes-failing";
 pub enum DrillError {
     #[error("lab: {0}")]
     Lab(#[from] LabError),
-    #[error("unknown scenario {0:?}: expected all, primary-down, link-loss or data-plane-degraded")]
+    #[error("unknown scenario {0:?}: expected all, primary-down, link-loss, data-plane-degraded or failback")]
     UnknownScenario(String),
     #[error("writing the report to {path}: {error}")]
     Write { path: String, error: String },
@@ -51,13 +54,15 @@ pub enum Scenario {
     PrimaryDown,
     LinkLoss,
     DataPlaneDegraded,
+    Failback,
 }
 
 impl Scenario {
-    pub const ALL: [Scenario; 3] = [
+    pub const ALL: [Scenario; 4] = [
         Scenario::PrimaryDown,
         Scenario::LinkLoss,
         Scenario::DataPlaneDegraded,
+        Scenario::Failback,
     ];
 
     pub fn name(self) -> &'static str {
@@ -65,6 +70,7 @@ impl Scenario {
             Scenario::PrimaryDown => "primary-down",
             Scenario::LinkLoss => "link-loss",
             Scenario::DataPlaneDegraded => "data-plane-degraded",
+            Scenario::Failback => "failback",
         }
     }
 
@@ -82,6 +88,15 @@ impl Scenario {
 
     fn promotes(self) -> bool {
         self != Scenario::LinkLoss
+    }
+
+    /// Failovers the scenario makes when everything works.
+    fn expected_promotions(self) -> u32 {
+        match self {
+            Scenario::LinkLoss => 0,
+            Scenario::PrimaryDown | Scenario::DataPlaneDegraded => 1,
+            Scenario::Failback => 2,
+        }
     }
 }
 
@@ -110,6 +125,8 @@ pub struct DrillConfig {
     pub settle: Duration,
     /// The most a scenario waits for recovery.
     pub recovery_timeout: Duration,
+    /// failback: the most the returning Region may take to catch up before the planned leg.
+    pub catch_up_timeout: Duration,
     /// How long the link stays degraded in `link-loss`.
     pub link_fault: Duration,
     pub link_delay_ms: u64,
@@ -126,7 +143,6 @@ pub struct DrillConfig {
     pub alarm_datapoints: usize,
     pub targets: Targets,
     pub binary_dir: PathBuf,
-    pub moto_endpoint: Option<String>,
     /// Print progress (phase and elapsed time) to stderr.
     pub progress: bool,
 }
@@ -141,6 +157,7 @@ impl DrillConfig {
             warmup: Duration::from_secs(3),
             settle: Duration::from_secs(3),
             recovery_timeout: Duration::from_secs(45),
+            catch_up_timeout: Duration::from_secs(30),
             link_fault: Duration::from_secs(8),
             link_delay_ms: 150,
             link_loss: 0.2,
@@ -152,14 +169,13 @@ impl DrillConfig {
             alarm_datapoints: 2,
             targets: Targets::default(),
             binary_dir: root.join("target/debug"),
-            moto_endpoint: None,
             progress: true,
         }
     }
 }
 
 /// `lab drill` usage; every timing knob and target is a flag.
-pub const USAGE: &str = "lab drill [all|primary-down|link-loss|data-plane-degraded] [options]
+pub const USAGE: &str = "lab drill [all|primary-down|link-loss|data-plane-degraded|failback] [options]
   --mode dns|arc            how writers are moved (default dns)
   --out DIR                 report directory (default drill-report)
   --rate N                  session writes per second per Region (20)
@@ -170,7 +186,9 @@ pub const USAGE: &str = "lab drill [all|primary-down|link-loss|data-plane-degrad
   --link-delay-ms MS --link-loss 0..1      the link-loss fault (150, 0.2)
   --degrade hang|refuse     how the primary's data plane fails in data-plane-degraded (hang)
   --alarm P/M/N             alarm: N of M periods of P seconds with errors (1/3/2)
-  --max-stale-ms MS --max-recovery-ms MS --max-lost-writes N    objective targets (3000, 30000, 20)
+  --max-stale-ms MS --max-recovery-ms MS --max-lost-writes N    objective targets (3000, 30000, 20;
+                            failback's planned leg is always held to 0 lost writes)
+  --catch-up-timeout S      failback: how long the returning Region may take to catch up (30)
   --quiet                   no progress lines";
 
 impl DrillConfig {
@@ -212,6 +230,7 @@ impl DrillConfig {
                 "--warmup" => self.warmup = secs(it.next(), a)?,
                 "--settle" => self.settle = secs(it.next(), a)?,
                 "--recovery-timeout" => self.recovery_timeout = secs(it.next(), a)?,
+                "--catch-up-timeout" => self.catch_up_timeout = secs(it.next(), a)?,
                 "--link-fault" => self.link_fault = secs(it.next(), a)?,
                 "--promotion" => self.promotion_time = secs(it.next(), a)?,
                 "--link-delay-ms" => self.link_delay_ms = num(it.next(), a)?,
@@ -263,7 +282,7 @@ mod tests {
     }
 
     #[test]
-    fn no_scenario_means_all_three() {
+    fn no_scenario_means_all_four() {
         let mut cfg = DrillConfig::new(Path::new("/w"));
         assert_eq!(cfg.apply_args(&[]), Ok(Scenario::ALL.to_vec()));
     }
@@ -350,7 +369,6 @@ fn write(path: &Path, contents: &str) -> Result<(), DrillError> {
 fn lab_config(cfg: &DrillConfig, scenario: Scenario) -> LabConfig {
     let mut lab = LabConfig::two_regions(&cfg.root);
     lab.work_dir = cfg.out_dir.join(scenario.name()).join("lab");
-    lab.moto_endpoint.clone_from(&cfg.moto_endpoint);
     lab.binary_dir.clone_from(&cfg.binary_dir);
     lab.functions = vec!["traffic-switch".into(), "promoter".into()];
     lab.routing_mode.clone_from(&cfg.mode);
@@ -450,7 +468,6 @@ pub async fn run_scenario(cfg: &DrillConfig, scenario: Scenario) -> Result<Outco
         WriterSource::Arc { ttl: cfg.record_ttl }
     } else {
         WriterSource::Dns {
-            route53: lab.route53.clone(),
             zone: lab.endpoints.hosted_zone_id.clone(),
             name: lab.endpoints.record_name.clone(),
         }
@@ -470,7 +487,7 @@ pub async fn run_scenario(cfg: &DrillConfig, scenario: Scenario) -> Result<Outco
 
     let fault_ms = now_ms();
     match scenario {
-        Scenario::PrimaryDown => {
+        Scenario::PrimaryDown | Scenario::Failback => {
             progress.say(&format!(
                 "FAULT: {old} goes dark (Valkey stopped, its APIs unreachable)"
             ));
@@ -548,6 +565,7 @@ pub async fn run_scenario(cfg: &DrillConfig, scenario: Scenario) -> Result<Outco
             fault_cleared_ms = Some(now_ms());
             progress.say("link repaired");
         }
+        Scenario::Failback => {}
         Scenario::DataPlaneDegraded => {
             match cfg.degrade {
                 Degrade::Hang => state.freeze_valkey(&old, false).await?,
@@ -558,11 +576,31 @@ pub async fn run_scenario(cfg: &DrillConfig, scenario: Scenario) -> Result<Outco
         }
         Scenario::PrimaryDown => {}
     }
+    // failback: the old primary comes back as a secondary, catches up, and the operator fails
+    // the datastore back to it. The report judges this planned leg.
+    let mut planned: Option<PlannedLeg> = None;
+    let mut notes = Vec::new();
+    if scenario == Scenario::Failback {
+        notes.push((
+            "recovery time (unplanned leg)".to_owned(),
+            recovered_ms.map_or_else(
+                || "never".to_owned(),
+                |r| format!("{} ms", r.saturating_sub(fault_ms)),
+            ),
+        ));
+        let leg = planned_failback(cfg, &lab, &source, &workload, &progress, &old).await?;
+        notes.push(("rejoined and caught up".to_owned(), leg.caught_up.clone()));
+        notes.push(("planned failback command".to_owned(), leg.command.clone()));
+        fault_cleared_ms = Some(leg.back_ms);
+        planned = Some(leg);
+    }
     progress.say("settling");
     let settle_until = Instant::now() + cfg.settle;
     while Instant::now() < settle_until {
         tokio::time::sleep(Duration::from_millis(50)).await;
-        watch.poll(&state, &source, fault_ms, &new_endpoint).await;
+        if planned.is_none() {
+            watch.poll(&state, &source, fault_ms, &new_endpoint).await;
+        }
     }
     let recorder = workload.stop().await;
     let end_ms = now_ms();
@@ -573,10 +611,12 @@ pub async fn run_scenario(cfg: &DrillConfig, scenario: Scenario) -> Result<Outco
     }
 
     let events = state.events();
+    // The leg the report judges: the planned one in a failback, else the fault's.
+    let leg_from = planned.as_ref().map_or(fault_ms, |p| p.start_ms);
     let after = |needle: &str| {
         events
             .iter()
-            .filter(|e| e.at_ms >= fault_ms && e.message.contains(needle))
+            .filter(|e| e.at_ms >= leg_from && e.message.contains(needle))
             .map(|e| e.at_ms)
             .min()
     };
@@ -606,12 +646,13 @@ pub async fn run_scenario(cfg: &DrillConfig, scenario: Scenario) -> Result<Outco
         regions: regions.clone(),
         markers: Markers {
             start_ms,
-            fault_ms,
-            alarm_ms: watch.alarm_ms,
+            fault_ms: leg_from,
+            // A planned failback has no alarm: the operator's command is its detection.
+            alarm_ms: if planned.is_some() { None } else { watch.alarm_ms },
             failover_started_ms: after("has started"),
             promoted_ms: after("promoted as primary"),
-            routed_ms: watch.routed_ms,
-            recovered_ms,
+            routed_ms: planned.as_ref().map_or(watch.routed_ms, |p| p.routed_ms),
+            recovered_ms: planned.as_ref().map_or(recovered_ms, |p| p.recovered_ms),
             fault_cleared_ms,
             end_ms,
         },
@@ -628,10 +669,23 @@ pub async fn run_scenario(cfg: &DrillConfig, scenario: Scenario) -> Result<Outco
         retries: recorder.retries(),
         lag_at_decision_s,
         expected: Expected {
-            promotion: scenario.promotes(),
-            writer_region: if scenario.promotes() { new } else { old },
+            promotions: scenario.expected_promotions(),
+            writer_region: match scenario {
+                Scenario::LinkLoss | Scenario::Failback => old,
+                Scenario::PrimaryDown | Scenario::DataPlaneDegraded => new,
+            },
         },
-        targets: cfg.targets.clone(),
+        targets: if planned.is_some() {
+            // A planned failback of a caught-up secondary must lose nothing.
+            Targets {
+                max_lost_writes: 0,
+                ..cfg.targets.clone()
+            }
+        } else {
+            cfg.targets.clone()
+        },
+        leg_start_ms: planned.as_ref().map(|p| p.start_ms),
+        notes,
     };
     let report = report::build(&recorded);
     let dir = cfg.out_dir.join(scenario.name());
@@ -651,6 +705,117 @@ pub async fn run_scenario(cfg: &DrillConfig, scenario: Scenario) -> Result<Outco
     ));
     drop(lab);
     Ok(Outcome { report, dir })
+}
+
+/// The planned leg of a failback, as measured.
+struct PlannedLeg {
+    /// When the old primary came back.
+    back_ms: u64,
+    /// When the operator's command was sent: the leg's start.
+    start_ms: u64,
+    routed_ms: Option<u64>,
+    recovered_ms: Option<u64>,
+    caught_up: String,
+    command: String,
+}
+
+/// The old primary comes back (a secondary now, re-synced from the new primary), catches up as
+/// the lag metric shows, then the operator's confirmed `promote` command, run by the promoter in
+/// that Region, fails the datastore back. Waits for writers to follow and a write to land there.
+async fn planned_failback(
+    cfg: &DrillConfig,
+    lab: &Lab,
+    source: &WriterSource,
+    workload: &Workload,
+    progress: &Progress,
+    old: &str,
+) -> Result<PlannedLeg, DrillError> {
+    let state = &lab.state;
+    let (old_group, old_endpoint) = state
+        .region(old)
+        .map(|r| (r.group.clone(), r.endpoint.clone()))
+        .ok_or_else(|| DrillError::Other(format!("no Region {old}")))?;
+    progress.say(&format!("{old} comes back and rejoins as a secondary"));
+    let back_ms = now_ms();
+    state.set_dark(old, false).await?;
+    let dims = BTreeMap::from([("ReplicationGroupId".to_owned(), old_group)]);
+    let caught_by = Instant::now() + cfg.catch_up_timeout;
+    let caught = loop {
+        let lag = state.cloudwatch.latest(
+            old,
+            "AWS/ElastiCache",
+            "GlobalDatastoreReplicationLag",
+            &dims,
+            back_ms,
+        );
+        if let Some(p) = lag.filter(|p| p.value <= 1.0) {
+            break Some(p);
+        }
+        if Instant::now() >= caught_by {
+            break None;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let caught_up = match &caught {
+        Some(p) => format!(
+            "lag {:.3} s, {} ms after it came back",
+            p.value,
+            p.at_ms.saturating_sub(back_ms)
+        ),
+        None => format!("not within {} s", cfg.catch_up_timeout.as_secs()),
+    };
+    progress.say(&format!("{old} caught up: {caught_up}"));
+
+    let start_ms = now_ms();
+    progress.say(&format!(
+        "PLANNED FAILBACK: the operator's confirmed promote of {old} (signal, vantage and cooldown forced; state and data_loss hold)"
+    ));
+    let command = serde_json::json!({
+        "command": "promote", "target_region": old, "dry_run": false,
+        "confirm": state.cfg.datastore_id, "reason": "DR drill: planned failback",
+        "force": ["signal", "vantage", "cooldown"],
+    });
+    let answer = match state.function(old, "promoter") {
+        Some(f) => f.invoke_sync(command, "console").await,
+        None => Err(serde_json::json!({"errorMessage": format!("no promoter in {old}")})),
+    };
+    let command = match &answer {
+        Ok(v) => format!("answered {}", v["outcome"].as_str().unwrap_or("?")),
+        Err(e) => format!("failed: {}", e["errorMessage"].as_str().unwrap_or("no message")),
+    };
+    progress.say(&format!("promote command {command}"));
+
+    let mut routed_ms = None;
+    let mut recovered_ms = None;
+    let until = Instant::now() + cfg.recovery_timeout;
+    while Instant::now() < until {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        if routed_ms.is_none()
+            && resolve_writer(state, source)
+                .await
+                .is_some_and(|(w, _)| w.trim_end_matches('.') == old_endpoint)
+        {
+            routed_ms = Some(now_ms());
+            progress.say(&format!("writer name now answers {old}"));
+        }
+        recovered_ms = workload
+            .recorder
+            .with_samples(|s| report::first_acknowledged_write(s, old, start_ms));
+        if recovered_ms.is_some() {
+            progress.say(&format!(
+                "RECOVERED: first session write acknowledged by {old} after the failback"
+            ));
+            break;
+        }
+    }
+    Ok(PlannedLeg {
+        back_ms,
+        start_ms,
+        routed_ms,
+        recovered_ms,
+        caught_up,
+        command,
+    })
 }
 
 /// Runs the scenarios one after the other, then writes the summary.

@@ -53,7 +53,8 @@ impl Default for Targets {
 /// What the scenario should end with.
 #[derive(Debug, Clone, Serialize)]
 pub struct Expected {
-    pub promotion: bool,
+    /// How many failovers the scenario makes: 0, 1, or 2 for a failover and its failback.
+    pub promotions: u32,
     pub writer_region: String,
 }
 
@@ -82,6 +83,12 @@ pub struct Recorded {
     pub lag_at_decision_s: Option<f64>,
     pub expected: Expected,
     pub targets: Targets,
+    /// A scenario of two legs (failover, then a planned failback) judges the second: the markers
+    /// are the planned leg's, and writes count for staleness and losses only when acknowledged
+    /// from this moment on.
+    pub leg_start_ms: Option<u64>,
+    /// Facts the scenario reports without a target (name, value).
+    pub notes: Vec<(String, String)>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -231,14 +238,19 @@ pub fn build(r: &Recorded) -> Report {
 
     // Stale reads: how long after its acknowledgement a write was still missing from a reader's
     // local node — seen late, or (not lost, reader up) never seen by the end.
+    let leg = r.leg_start_ms.unwrap_or(0);
     let lost: std::collections::HashSet<&str> = r.lost.iter().map(|a| a.key.as_str()).collect();
-    let seen_late = r.visible.iter().map(|v| v.seen_ms.saturating_sub(v.exposed_ms));
+    let seen_late = r
+        .visible
+        .iter()
+        .filter(|v| v.exposed_ms >= leg)
+        .map(|v| v.seen_ms.saturating_sub(v.exposed_ms));
     let still_unseen: Vec<u64> = r
         .unseen
         .iter()
         .filter(|(reader, _)| !r.dark_at_end.contains(reader))
         .flat_map(|(_, keys)| keys.iter())
-        .filter(|(k, _)| !lost.contains(k.as_str()))
+        .filter(|(k, exposed)| !lost.contains(k.as_str()) && *exposed >= leg)
         .map(|(_, exposed)| m.end_ms.saturating_sub(*exposed))
         .collect();
     let stale_window = seen_late.chain(still_unseen.iter().copied()).max();
@@ -253,11 +265,12 @@ pub fn build(r: &Recorded) -> Report {
         .filter(|v| node_of.get(v.key.as_str()).is_some_and(|n| *n != v.reader))
         .map(|v| v.seen_ms.saturating_sub(v.acked_ms) as f64)
         .collect();
+    let lost_in_leg: Vec<&Ack> = r.lost.iter().filter(|a| a.t_ms >= leg).collect();
+    let acked_in_leg = r.acks.iter().filter(|a| a.t_ms >= leg).count();
     let lost_writes = LostWrites {
-        count: r.lost.len(),
-        acknowledged: r.acks.len(),
-        window_before_fault_ms: r
-            .lost
+        count: lost_in_leg.len(),
+        acknowledged: acked_in_leg,
+        window_before_fault_ms: lost_in_leg
             .iter()
             .map(|a| a.t_ms)
             .min()
@@ -322,8 +335,12 @@ pub fn build(r: &Recorded) -> Report {
         Objective {
             name: "promotion".into(),
             value: format!("{} ({} failover(s))", yes_no(promoted), r.promotions),
-            target: yes_no(r.expected.promotion),
-            verdict: judge(promoted == r.expected.promotion && r.promotions <= 1),
+            target: match r.expected.promotions {
+                0 => "no".to_owned(),
+                1 => "yes (1 failover(s))".to_owned(),
+                n => format!("yes ({n} failover(s))"),
+            },
+            verdict: judge(r.promotions == r.expected.promotions),
         },
         Objective {
             name: "writers at the end".into(),
@@ -335,26 +352,49 @@ pub fn build(r: &Recorded) -> Report {
             verdict: judge(r.writer_region_at_end.as_deref() == Some(r.expected.writer_region.as_str())),
         },
     ];
-    if r.expected.promotion {
+    let leg_name = |name: &str| {
+        if r.leg_start_ms.is_some() {
+            format!("{name} (planned leg)")
+        } else {
+            name.to_owned()
+        }
+    };
+    if r.expected.promotions > 0 {
         objectives.push(Objective {
-            name: "recovery time".into(),
+            name: leg_name("recovery time"),
             value: ms(recovery.total_ms),
             target: format!("≤ {}", ms(Some(t.max_recovery_ms))),
             verdict: judge(recovery.total_ms.is_some_and(|v| v <= t.max_recovery_ms)),
         });
     }
     objectives.push(Objective {
-        name: "stale-read window".into(),
+        name: leg_name("stale-read window"),
         value: stale_window.map_or_else(|| "none".to_owned(), |v| ms(Some(v))),
         target: format!("≤ {}", ms(Some(t.max_stale_window_ms))),
         verdict: judge(stale_window.unwrap_or(0) <= t.max_stale_window_ms),
     });
     objectives.push(Objective {
-        name: "acknowledged writes lost".into(),
-        value: format!("{} of {}", r.lost.len(), r.acks.len()),
+        name: leg_name("acknowledged writes lost"),
+        value: format!("{} of {}", lost_writes.count, lost_writes.acknowledged),
         target: format!("≤ {}", t.max_lost_writes),
-        verdict: judge(r.lost.len() <= t.max_lost_writes),
+        verdict: judge(lost_writes.count <= t.max_lost_writes),
     });
+    for (name, value) in &r.notes {
+        objectives.push(Objective {
+            name: name.clone(),
+            value: value.clone(),
+            target: "reported".into(),
+            verdict: Verdict::Info,
+        });
+    }
+    if r.leg_start_ms.is_some() {
+        objectives.push(Objective {
+            name: "acknowledged writes lost (whole drill)".into(),
+            value: format!("{} of {}", r.lost.len(), r.acks.len()),
+            target: "reported".into(),
+            verdict: Verdict::Info,
+        });
+    }
     let errors: usize = errors_during.values().flat_map(|m| m.values()).sum();
     objectives.push(Objective {
         name: "failed commands during the switchover".into(),
@@ -416,24 +456,45 @@ fn opt_ms(v: Option<f64>) -> String {
 
 /// The objectives as a plain-text table (what the drill prints).
 pub fn objectives_table(reports: &[Report]) -> String {
+    // Columns as wide as their longest cell, so long values never push the verdicts out of line.
+    let rows: Vec<[String; 5]> = reports
+        .iter()
+        .flat_map(|r| {
+            r.objectives.iter().map(|o| {
+                [
+                    format!("{} ({})", r.scenario, r.mode),
+                    o.name.clone(),
+                    o.value.clone(),
+                    o.target.clone(),
+                    format!("{:?}", o.verdict),
+                ]
+            })
+        })
+        .collect();
+    let header = ["scenario", "objective", "value", "target", "verdict"].map(str::to_owned);
+    let width = |i: usize| {
+        rows.iter()
+            .chain(std::iter::once(&header))
+            .map(|r| r[i].chars().count())
+            .max()
+            .unwrap_or(0)
+    };
+    let widths = [width(0), width(1), width(2), width(3)];
     let mut out = String::new();
-    let _ = writeln!(
-        out,
-        "{:<28} {:<38} {:<22} {:<16} verdict",
-        "scenario", "objective", "value", "target"
-    );
-    for r in reports {
-        for o in &r.objectives {
-            let _ = writeln!(
-                out,
-                "{:<28} {:<38} {:<22} {:<16} {:?}",
-                format!("{} ({})", r.scenario, r.mode),
-                o.name,
-                o.value,
-                o.target,
-                o.verdict
-            );
-        }
+    for row in std::iter::once(&header).chain(rows.iter()) {
+        let _ = writeln!(
+            out,
+            "{:<w0$} {:<w1$} {:<w2$} {:<w3$} {}",
+            row[0],
+            row[1],
+            row[2],
+            row[3],
+            row[4],
+            w0 = widths[0],
+            w1 = widths[1],
+            w2 = widths[2],
+            w3 = widths[3]
+        );
     }
     out
 }
@@ -728,10 +789,12 @@ mod tests {
             retries: BTreeMap::new(),
             lag_at_decision_s: None,
             expected: Expected {
-                promotion: true,
+                promotions: 1,
                 writer_region: "us-west-2".into(),
             },
             targets: Targets::default(),
+            leg_start_ms: None,
+            notes: Vec::new(),
         }
     }
 
@@ -817,11 +880,45 @@ mod tests {
     #[test]
     fn an_unexpected_promotion_or_a_second_one_fails() {
         let mut rec = recorded();
-        rec.expected.promotion = false;
+        rec.expected.promotions = 0;
         assert_eq!(verdict(&build(&rec), "promotion"), Verdict::Fail);
         let mut rec = recorded();
         rec.promotions = 2;
         assert_eq!(verdict(&build(&rec), "promotion"), Verdict::Fail);
+    }
+
+    #[test]
+    fn a_failback_expects_two_failovers_and_judges_only_its_planned_leg() {
+        let mut rec = recorded();
+        rec.expected.promotions = 2;
+        rec.promotions = 2;
+        rec.targets.max_lost_writes = 0;
+        // "b" (acknowledged at 2 990 ms, lost) belongs to the first leg; the planned leg starts
+        // at 3 000 ms and lost nothing.
+        rec.leg_start_ms = Some(3_000);
+        let r = build(&rec);
+        assert_eq!(verdict(&r, "promotion"), Verdict::Pass);
+        assert_eq!(
+            verdict(&r, "acknowledged writes lost (planned leg)"),
+            Verdict::Pass
+        );
+        assert_eq!(r.lost_writes.count, 0);
+        assert_eq!(
+            verdict(&r, "acknowledged writes lost (whole drill)"),
+            Verdict::Info
+        );
+        assert!(
+            r.objectives
+                .iter()
+                .any(|o| o.name == "recovery time (planned leg)")
+        );
+        // A write lost inside the planned leg fails it.
+        rec.leg_start_ms = Some(2_000);
+        let r = build(&rec);
+        assert_eq!(
+            verdict(&r, "acknowledged writes lost (planned leg)"),
+            Verdict::Fail
+        );
     }
 
     #[test]

@@ -36,12 +36,9 @@ pub enum ClientBehaviour {
 /// Where the writer name is looked up.
 #[derive(Clone)]
 pub enum WriterSource {
-    /// The private-zone CNAME in Route 53 (moto).
-    Dns {
-        route53: aws_sdk_route53::Client,
-        zone: String,
-        name: String,
-    },
+    /// The private-zone CNAME in Route 53, read as a resolver would get it: from the zone's data,
+    /// not through the API (API faults are the control plane's; DNS answers are the data plane).
+    Dns { zone: String, name: String },
     /// A Route 53 failover record whose health checks follow the ARC routing controls: the member
     /// whose control is On.
     Arc { ttl: i64 },
@@ -268,18 +265,10 @@ struct Client {
 /// routing control is On.
 pub async fn resolve_writer(lab: &LabState, source: &WriterSource) -> Option<(String, i64)> {
     match source {
-        WriterSource::Dns { route53, zone, name } => {
-            let out = route53
-                .list_resource_record_sets()
-                .hosted_zone_id(zone)
-                .start_record_name(name)
-                .max_items(1)
-                .send()
-                .await
-                .ok()?;
-            let set = out.resource_record_sets().first()?;
-            let value = set.resource_records().first()?.value().to_owned();
-            Some((value, set.ttl().unwrap_or(60)))
+        WriterSource::Dns { zone, name } => {
+            let set = lab.route53.record(zone, name, "CNAME")?;
+            let value = set.values.first()?.clone();
+            Some((value, set.ttl.unwrap_or(60)))
         }
         WriterSource::Arc { ttl } => {
             let states = lab.arc.states();
