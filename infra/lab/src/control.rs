@@ -263,14 +263,19 @@ async fn route53_state(State(c): State<Ctl>) -> Json<Value> {
     let latency: serde_json::Map<String, Value> = r
         .latencies()
         .into_iter()
-        .map(|(op, d)| (op.to_string(), json!(d.as_millis())))
+        .map(|(op, d)| {
+            (
+                op.to_string(),
+                json!(u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+            )
+        })
         .collect();
     Json(json!({
         "hosted_zone_id": c.zone,
         "record": r.record(&c.zone, &c.lab.cfg.record_name, "CNAME"),
         "faults": r.faults(),
         "latency_ms": latency,
-        "propagation_ms": r.propagation_delay().as_millis(),
+        "propagation_ms": u64::try_from(r.propagation_delay().as_millis()).unwrap_or(u64::MAX),
         "changes": r.changes().len(),
     }))
 }

@@ -1,39 +1,42 @@
-//! `lab`: start the local two-Region lab and drive it.
-//!
-//! ```text
-//! lab up                         start everything; writes .lab/state.json and .lab/env; runs until
-//!                                Ctrl-C or `lab stop`
-//! lab stop                       stop a running lab
-//! lab state                      datastore, record, link, Regions, as JSON
-//! lab failover <region>          FailoverGlobalReplicationGroup to the member in <region>
-//! lab link up|down|blackhole     set the inter-Region link
-//! lab link degraded <delay-ms> <loss 0..1>
-//! lab dark <region> | lab light <region>     make a Region dark (Valkey and APIs) / bring it back
-//! lab sns duplicate|delay <ms>|drop|normal       SNS delivery faults
-//! lab arc                        routing-control states and endpoint modes
-//! lab alarms                     CloudWatch alarms and their states
-//! lab alarm-delivery event_bridge|sns   how alarm state changes reach the functions
-//! lab arc <0-4|region> ok|refuse|hang|error5xx|throttle|slow:<ms>   an ARC cluster endpoint's behaviour
-//! lab arc changes                every routing-control change the cluster applied
-//! lab route53                    the writer record, armed faults, latencies, propagation delay
-//! lab route53 changes            every change batch Route 53 applied, with its time and trace
-//! lab route53 fault <operation> throttling|prior_request_not_complete|error5xx|hang|lost|slow:<ms> [times]
-//! lab route53 latency <operation> <ms>     delay one operation's answers (0 removes it)
-//! lab route53 propagation <ms>   how long a change stays PENDING
-//! lab route53 clear              disarm every Route 53 fault and latency
-//! lab latency elasticache|arc <ms>         delay every answer of that emulated API (0 removes it)
-//! lab invoke <region> <function> <event.json>   invoke like the Lambda console
-//! lab get requests|invocations|audits|events|publications|history
-//! lab drill [all|primary-down|link-loss|data-plane-degraded|failback] [options]
-//!                                a DR drill on a lab of its own; exit 0 only if every objective passes
-//! lab chaos [options]            randomized histories with the invariants checked (`lab chaos --help`)
-//! ```
+//! `lab`: start the local two-Region lab and drive it. `lab help` lists every command
+//! ([`USAGE`]); the README's lab section documents them, and a test runs each against a lab.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 use failover_lab::{Lab, LabConfig};
 use serde_json::{Value, json};
+
+/// Every command, one per line starting `lab `; continuation lines are indented.
+const USAGE: &str = "\
+lab up                         start everything; writes .lab/state.json and .lab/env; runs until
+                               Ctrl-C or `lab stop`
+lab stop                       stop a running lab
+lab state                      datastore, record, link, Regions, as JSON
+lab failover <region>          FailoverGlobalReplicationGroup to the member in <region>
+lab link up|down|blackhole     set the inter-Region link
+lab link degraded <delay-ms> <loss 0..1>
+lab dark <region>              make a Region dark: its Valkey stops, its APIs answer 503
+lab light <region>             bring a dark Region back (its Valkey rejoins as a replica)
+lab sns duplicate|delay <ms>|drop|normal       SNS delivery faults
+lab arc                        routing-control states and endpoint modes
+lab alarms                     CloudWatch alarms and their states
+lab alarm-delivery event_bridge|sns   how alarm state changes reach the functions
+lab arc <0-4|region> ok|refuse|hang|error5xx|throttle|slow:<ms>   an ARC cluster endpoint's behaviour
+lab arc changes                every routing-control change the cluster applied
+lab route53                    the writer record, armed faults, latencies, propagation delay
+lab route53 changes            every change batch Route 53 applied, with its time and trace
+lab route53 fault <operation> throttling|prior_request_not_complete|error5xx|hang|lost|slow:<ms> [times]
+lab route53 latency <operation> <ms>     delay one operation's answers (0 removes it)
+lab route53 propagation <ms>   how long a change stays PENDING
+lab route53 clear              disarm every Route 53 fault and latency
+lab latency elasticache|arc <ms>         delay every answer of that emulated API (0 removes it)
+lab invoke <region> <function> <event.json>   invoke like the Lambda console
+lab get requests|invocations|audits|events|publications|history
+lab drill [all|primary-down|link-loss|data-plane-degraded|failback] [options]
+                               a DR drill on a lab of its own; exit 0 only if every objective passes
+lab chaos [options]            randomized histories with the invariants checked (`lab chaos --help`)
+lab help                       this list";
 
 fn root() -> PathBuf {
     std::env::var_os("LAB_ROOT")
@@ -255,7 +258,10 @@ fn ctl(args: &[String]) -> Result<Value, String> {
             "get",
             what @ ("requests" | "invocations" | "audits" | "events" | "publications" | "history"),
         ] => call("GET", &format!("/{what}"), None),
-        _ => Err("unknown command; see the usage at the top of infra/lab/src/main.rs or the README".into()),
+        _ => Err(format!(
+            "unknown command {:?}; `lab help` lists them",
+            args.join(" ")
+        )),
     }
 }
 
@@ -269,8 +275,11 @@ async fn main() {
         Some("up") => up().await.map(|()| Value::Null),
         Some("drill") => drill(&args[1..]).await,
         Some("chaos") => chaos(&args[1..]).await,
+        Some("help" | "--help" | "-h") | None => {
+            println!("{USAGE}");
+            Ok(Value::Null)
+        }
         Some(_) => ctl(&args),
-        None => Err("usage: lab up | stop | state | failover <region> | link … | dark <region> | …".into()),
     };
     match result {
         Ok(Value::Null) => {}
