@@ -8,3 +8,4 @@
 
 mod intake;
 mod strategies;
+mod switch;
