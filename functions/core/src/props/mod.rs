@@ -7,5 +7,6 @@
 //! module checks that its generators do reach them.
 
 mod intake;
+mod promote;
 mod strategies;
 mod switch;
