@@ -163,9 +163,10 @@ pub fn parse_event<C: DeserializeOwned>(raw: &str) -> Result<Vec<Trigger<C>>, In
     if let Some(step) = crate::region_switch::parse(&obj) {
         return Ok(vec![Trigger::RegionSwitch(step)]);
     }
-    let mut keys: Vec<&str> = obj.keys().map(String::as_str).take(8).collect();
+    // Quoted, so that an empty or blank key is still seen in the message.
+    let mut keys: Vec<String> = obj.keys().take(8).map(|k| format!("{k:?}")).collect();
     if obj.len() > keys.len() {
-        keys.push("…");
+        keys.push("…".to_owned());
     }
     Err(IntakeError::UnknownShape {
         keys: if keys.is_empty() {
@@ -536,6 +537,12 @@ mod tests {
                 &raw[..raw.len().min(80)]
             );
         }
+    }
+
+    #[test]
+    fn an_unknown_shape_names_its_keys_even_empty_or_blank_ones() {
+        let err = parse_event::<TestCommand>(r#"{"": null, " ": 1}"#).expect_err("unknown shape");
+        assert!(err.to_string().contains(r#"top-level keys: "", " ")"#), "{err}");
     }
 
     #[test]

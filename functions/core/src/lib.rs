@@ -22,4 +22,6 @@ pub mod rotation;
 pub mod switch;
 
 #[cfg(test)]
+mod props;
+#[cfg(test)]
 mod switch_tests;
