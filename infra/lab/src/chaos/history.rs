@@ -30,7 +30,11 @@ impl Mode {
 
     /// The mode a seed runs in when none is chosen: even seeds dns, odd seeds arc.
     pub fn of_seed(seed: u64) -> Self {
-        if seed.is_multiple_of(2) { Mode::Dns } else { Mode::Arc }
+        if seed.is_multiple_of(2) {
+            Mode::Dns
+        } else {
+            Mode::Arc
+        }
     }
 }
 
