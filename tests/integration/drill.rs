@@ -150,3 +150,49 @@ async fn clients_that_cache_the_writer_forever_never_recover_and_the_drill_fails
     assert_eq!(verdict(&o, "recovery time"), "Fail");
     assert!(!r.passed);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failback_after_the_old_primary_catches_up_moves_writers_home_and_loses_nothing_on_the_planned_leg()
+{
+    let o = drill_one(&short(|_| {}), Scenario::Failback).await;
+    let r = &o.report;
+    assert_eq!(
+        r.promotions, 2,
+        "a failover and its failback: {:#?}",
+        r.objectives
+    );
+    assert_eq!(r.writer_region_at_end.as_deref(), Some("us-west-1"));
+    assert_eq!(verdict(&o, "acknowledged writes lost (planned leg)"), "Pass");
+    assert_eq!(r.lost_writes.count, 0);
+    assert!(
+        r.lost_writes.acknowledged > 0,
+        "the planned leg saw writes: {:#?}",
+        r.lost_writes
+    );
+    assert!(r.recovery.total_ms.is_some(), "{:#?}", r.recovery);
+    assert!(r.passed, "{:#?}", r.objectives);
+    let caught_up = r
+        .objectives
+        .iter()
+        .find(|x| x.name == "rejoined and caught up")
+        .expect("the catch-up is reported");
+    assert!(caught_up.value.starts_with("lag "), "{}", caught_up.value);
+    // The operator's command is in the evidence, with the gates it forced.
+    let audits = std::fs::read_to_string(o.dir.join("audits.jsonl")).unwrap_or_default();
+    assert!(
+        audits
+            .lines()
+            .any(|l| l.contains("planned failback") && l.contains("\"forced\"")),
+        "the promote command's audit record names the forced gates"
+    );
+    assert_evidence(&o);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_arc_mode_the_failback_moves_the_routing_controls_home() {
+    let o = drill_one(&short(|c| c.mode = "arc".into()), Scenario::Failback).await;
+    let r = &o.report;
+    assert_eq!(r.promotions, 2, "{:#?}", r.objectives);
+    assert_eq!(r.writer_region_at_end.as_deref(), Some("us-west-1"));
+    assert!(r.passed, "{:#?}", r.objectives);
+}
