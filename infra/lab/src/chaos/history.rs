@@ -43,16 +43,20 @@ impl Mode {
 #[serde(tag = "step", rename_all = "snake_case")]
 pub enum Step {
     /// `FailoverGlobalReplicationGroup` to the member in `to`; refused while one is under way,
-    /// which is how a second failover meets one still `modifying`.
+    /// which is how a second failover meets one still `modifying`. With `notification_lost`, its
+    /// promotion notification never arrives, and writers stay behind for a trigger to fix.
     Failover {
         to: String,
+        notification_lost: bool,
     },
-    /// Two copies racing a failover: an alarm reaches `trigger_region`'s traffic switch, and
-    /// `after_ms` later (while that trigger is in flight) the datastore fails over to `to`, whose
-    /// copy then gets the promotion.
+    /// Two copies racing a failover: an alarm reaches one Region's traffic switch (`trigger_region`,
+    /// or the primary's when `None`), and `after_ms` later, while that trigger is in flight, the
+    /// datastore fails over to `to` (or, when `None`, to the Region writers point at then: the
+    /// copy is moving writers away from the member about to become primary), whose copy then
+    /// gets the promotion.
     Race {
-        trigger_region: String,
-        to: String,
+        trigger_region: Option<String>,
+        to: Option<String>,
         after_ms: u64,
     },
     /// How SNS delivers from now on: `normal`, `duplicate`, `delay` (by `delay_ms`) or `drop`.
@@ -116,14 +120,20 @@ pub enum Step {
 impl std::fmt::Display for Step {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Step::Failover { to } => write!(f, "failover to {to}"),
+            Step::Failover {
+                to,
+                notification_lost: false,
+            } => write!(f, "failover to {to}"),
+            Step::Failover { to, .. } => write!(f, "failover to {to}, its notification lost"),
             Step::Race {
                 trigger_region,
                 to,
                 after_ms,
             } => write!(
                 f,
-                "race: alarm into {trigger_region}'s switch, failover to {to} {after_ms} ms later"
+                "race: alarm into {}'s switch, failover to {} {after_ms} ms later",
+                trigger_region.as_deref().unwrap_or("the primary"),
+                to.as_deref().unwrap_or("where writers point")
             ),
             Step::Sns { delivery, delay_ms } if delivery == "delay" => write!(f, "sns delay {delay_ms} ms"),
             Step::Sns { delivery, .. } => write!(f, "sns {delivery}"),
@@ -155,6 +165,9 @@ impl std::fmt::Display for Step {
 pub struct History {
     pub seed: u64,
     pub mode: Mode,
+    /// How long the lab's failovers stay `modifying`: short, so that they land while the
+    /// switches' slow calls are still in flight.
+    pub promotion_ms: u64,
     pub steps: Vec<Step>,
 }
 
@@ -171,19 +184,60 @@ const ROUTE53_FAULTS: [&str; 5] = [
 ];
 
 /// `steps` steps for `seed` in `mode`.
+///
+/// The mix leans on what breaks a switch: most histories start with latency on the routing API
+/// (Route 53 or ARC) and often on ElastiCache, so calls are in flight for hundreds of
+/// milliseconds; failovers are short and frequent, notifications are often lost (leaving writers
+/// behind for a trigger to fix), and a quarter of the steps are races — a trigger into one copy
+/// and a failover while it is acting.
 pub fn generate(seed: u64, mode: Mode, steps: usize) -> History {
     let mut rng = Xoshiro256PlusPlus::seed_from_u64(seed);
+    let promotion_ms = rng.random_range(100..400);
+    let routing = match mode {
+        Mode::Dns => "route53",
+        Mode::Arc => "arc",
+    };
     let mut out = Vec::with_capacity(steps);
+    if rng.random_bool(0.9) {
+        out.push(Step::Latency {
+            service: routing.to_owned(),
+            // ARC calls must fit the switch's 500 ms endpoint timeout to be answered at all.
+            ms: match mode {
+                Mode::Dns => rng.random_range(200..900),
+                Mode::Arc => rng.random_range(50..240),
+            },
+        });
+    }
+    if rng.random_bool(0.5) {
+        out.push(Step::Latency {
+            service: "elasticache".to_owned(),
+            ms: rng.random_range(20..300),
+        });
+    }
+    if rng.random_bool(0.4) {
+        out.push(Step::Sns {
+            delivery: "drop".to_owned(),
+            delay_ms: 0,
+        });
+    }
     while out.len() < steps {
         let region = |rng: &mut Xoshiro256PlusPlus| REGIONS[rng.random_range(0..REGIONS.len())].to_owned();
         let step = match rng.random_range(0..100u32) {
-            0..=14 => Step::Failover { to: region(&mut rng) },
-            15..=29 => Step::Race {
-                trigger_region: region(&mut rng),
+            0..=14 => Step::Failover {
                 to: region(&mut rng),
-                after_ms: rng.random_range(0..400),
+                notification_lost: rng.random_bool(0.4),
             },
-            30..=37 => {
+            15..=39 => {
+                // Half the races aim where it hurts: the primary's copy moving writers off the
+                // member that is about to be promoted back.
+                let aimed = rng.random_bool(0.5);
+                Step::Race {
+                    trigger_region: (!aimed).then(|| region(&mut rng)),
+                    to: (!aimed).then(|| region(&mut rng)),
+                    after_ms: rng.random_range(0..300),
+                }
+            }
+            40..=47 => {
                 let delivery = ["normal", "duplicate", "delay", "drop"][rng.random_range(0..4)];
                 Step::Sns {
                     delivery: delivery.to_owned(),
@@ -194,41 +248,44 @@ pub fn generate(seed: u64, mode: Mode, steps: usize) -> History {
                     },
                 }
             }
-            38..=42 => Step::Dark {
+            48..=50 => Step::Dark {
                 region: region(&mut rng),
             },
-            43..=48 => Step::Light {
+            51..=54 => Step::Light {
                 region: region(&mut rng),
             },
-            49..=53 => Step::Link {
+            55..=57 => Step::Link {
                 mode: ["up", "down", "degraded"][rng.random_range(0..3)].to_owned(),
             },
-            54..=63 => Step::Alarm {
+            58..=65 => Step::Alarm {
                 region: region(&mut rng),
                 state: if rng.random_bool(0.75) { "ALARM" } else { "OK" }.to_owned(),
             },
-            64..=69 => Step::Replay {
+            66..=70 => Step::Replay {
                 region: region(&mut rng),
                 of: region(&mut rng),
             },
-            70..=75 => Step::Command {
+            71..=75 => Step::Command {
                 region: region(&mut rng),
                 command: if rng.random_bool(0.6) { "switch" } else { "status" }.to_owned(),
                 target: region(&mut rng),
             },
-            76..=83 => Step::Latency {
-                service: match mode {
-                    Mode::Dns => ["elasticache", "route53"][rng.random_range(0..2)],
-                    Mode::Arc => ["elasticache", "arc"][rng.random_range(0..2)],
-                }
-                .to_owned(),
-                ms: if rng.random_bool(0.25) {
-                    0
+            76..=81 => {
+                let service = if rng.random_bool(0.5) {
+                    "elasticache"
                 } else {
-                    rng.random_range(20..400)
-                },
-            },
-            84..=93 => match mode {
+                    routing
+                };
+                Step::Latency {
+                    service: service.to_owned(),
+                    ms: match (rng.random_bool(0.25), service) {
+                        (true, _) => 0,
+                        (false, "arc") => rng.random_range(20..240),
+                        _ => rng.random_range(20..700),
+                    },
+                }
+            }
+            82..=91 => match mode {
                 Mode::Dns => Step::Route53Fault {
                     operation: ROUTE53_OPS[rng.random_range(0..ROUTE53_OPS.len())].to_owned(),
                     fault: ROUTE53_FAULTS[rng.random_range(0..ROUTE53_FAULTS.len())].to_owned(),
@@ -264,6 +321,7 @@ pub fn generate(seed: u64, mode: Mode, steps: usize) -> History {
     History {
         seed,
         mode,
+        promotion_ms,
         steps: out,
     }
 }

@@ -56,6 +56,8 @@ pub struct ChaosConfig {
     /// `None`: each seed's own mode (even dns, odd arc).
     pub mode: Option<Mode>,
     pub progress: bool,
+    /// Keep every history's evidence, not only a failing one's.
+    pub keep: bool,
 }
 
 pub const USAGE: &str = "\
@@ -64,9 +66,10 @@ lab chaos [options]      randomized histories on the lab, with the invariants ch
   --seed N               first seed (default: from the clock; printed); history i uses seed N+i
   --histories N          how many histories (default 10)
   --budget-secs S        stop starting new histories after S seconds
-  --steps N              steps per history (default 12)
+  --steps N              steps per history (default 16)
   --mode dns|arc         every history in one mode (default: even seeds dns, odd seeds arc)
   --out DIR              where failing histories' evidence goes (default chaos-report/)
+  --keep                 keep every history's evidence, not only a failing one's
   --quiet                no progress lines
 
 A failing history prints its seed; `lab chaos --seed <seed> --histories 1` replays it.";
@@ -80,9 +83,10 @@ impl ChaosConfig {
             seed: now_ms() % 1_000_000,
             histories: 10,
             budget: None,
-            steps: 12,
+            steps: 16,
             mode: None,
             progress: true,
+            keep: false,
         }
     }
 
@@ -109,6 +113,7 @@ impl ChaosConfig {
                 }
                 "--out" => self.out_dir = PathBuf::from(value()?),
                 "--quiet" => self.progress = false,
+                "--keep" => self.keep = true,
                 other => return Err(format!("unknown option {other:?}\n\n{USAGE}")),
             }
         }
@@ -121,6 +126,7 @@ impl ChaosConfig {
 pub struct HistoryResult {
     pub seed: u64,
     pub mode: Mode,
+    pub promotion_ms: u64,
     pub steps: Vec<Step>,
     pub violations: Vec<Violation>,
     /// From the liveness trigger to writers on the primary.
@@ -139,9 +145,10 @@ impl HistoryResult {
     /// The history as a replayable report: seed, steps, and what broke.
     pub fn describe(&self) -> String {
         let mut s = format!(
-            "history seed {} ({}): {}\n",
+            "history seed {} ({}, failovers take {} ms): {}\n",
             self.seed,
             self.mode.name(),
+            self.promotion_ms,
             if self.passed() { "passed" } else { "FAILED" }
         );
         for (i, step) in self.steps.iter().enumerate() {
@@ -217,7 +224,7 @@ fn lab_config(cfg: &ChaosConfig, history: &History) -> LabConfig {
     lab.work_dir = cfg.out_dir.join(format!("seed-{}", history.seed)).join("lab");
     lab.binary_dir.clone_from(&cfg.binary_dir);
     lab.routing_mode = history.mode.name().to_owned();
-    lab.promotion_time = Duration::from_millis(400);
+    lab.promotion_time = Duration::from_millis(history.promotion_ms);
     // AWS retries an asynchronous invocation after a minute; a second here keeps a history short
     // while leaving a late-landing write time to land before the retry looks.
     lab.lambda_retry_delay = Duration::from_secs(1);
@@ -300,18 +307,68 @@ fn failover(lab: &Arc<LabState>, to: &str) {
     }
 }
 
+fn primary_now(lab: &LabState) -> Option<String> {
+    lab.regions.get(lab.gds().primary).map(|r| r.name.clone())
+}
+
+/// A failover whose promotion notification is lost: SNS drops for as long as it takes, then
+/// delivers as it did before.
+async fn failover_unannounced(lab: &Arc<LabState>, to: &str) {
+    let sns = |lab: &LabState| *lab.sns.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let before = sns(lab);
+    let published = lab.publications().len();
+    *lab.sns.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = SnsFaults { drop: true, ..before };
+    failover(lab, to);
+    // Until the promotion is published (and dropped), or the failover was refused.
+    let until = Instant::now() + Duration::from_secs(5);
+    while lab.publications().len() == published && Instant::now() < until {
+        if lab.gds().status == "available" && Instant::now() + Duration::from_secs(4) > until {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    *lab.sns.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = before;
+}
+
 async fn execute(lab: &Lab, step: &Step) -> Result<(), LabError> {
     let s = &lab.state;
     match step {
-        Step::Failover { to } => failover(s, to),
+        Step::Failover {
+            to,
+            notification_lost,
+        } => {
+            if *notification_lost {
+                failover_unannounced(s, to).await;
+            } else {
+                failover(s, to);
+            }
+        }
         Step::Race {
             trigger_region,
             to,
             after_ms,
         } => {
-            send_alarm(s, trigger_region, "ALARM");
+            let aimed = trigger_region.is_none() && to.is_none();
+            if aimed && writers_now(lab).is_some_and(|w| Some(w) == primary_now(s)) {
+                // Writers are where they belong: first leave them behind — a failover whose
+                // notification is lost — so the primary's copy has something to move.
+                if let Some(other) = s
+                    .regions
+                    .iter()
+                    .find(|r| Some(&r.name) != primary_now(s).as_ref())
+                {
+                    failover_unannounced(s, &other.name.clone()).await;
+                    quiet(s, Duration::from_secs(5)).await;
+                }
+            }
+            let Some(trigger) = trigger_region.clone().or_else(|| primary_now(s)) else {
+                return Ok(());
+            };
+            send_alarm(s, &trigger, "ALARM");
             tokio::time::sleep(Duration::from_millis(*after_ms)).await;
-            failover(s, to);
+            if let Some(to) = to.clone().or_else(|| writers_now(lab)) {
+                failover(s, &to);
+            }
         }
         Step::Sns { delivery, delay_ms } => {
             *s.sns.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = SnsFaults {
@@ -540,15 +597,18 @@ pub async fn run_history(cfg: &ChaosConfig, history: &History) -> Result<History
     let lab = Lab::start(lab_config(cfg, history)).await?;
     let t0 = now_ms();
     let mut violations = Vec::new();
+    // The first broken convergence is the finding; later checks would only repeat it.
     let check_quiet = |lab: &Lab, violations: &mut Vec<Violation>| {
+        if violations.iter().any(|v| v.invariant == "convergence") {
+            return;
+        }
         let (runs, _) = runs(&lab.state);
         if let Some(v) = check::convergence(
             now_ms(),
             &lab.state.gds_history(),
             &runs,
             writers_now(lab).as_deref(),
-        ) && !violations.contains(&v)
-        {
+        ) {
             violations.push(v);
         }
     };
@@ -621,6 +681,7 @@ pub async fn run_history(cfg: &ChaosConfig, history: &History) -> Result<History
     let result = HistoryResult {
         seed: history.seed,
         mode: history.mode,
+        promotion_ms: history.promotion_ms,
         steps: history.steps.clone(),
         violations,
         liveness_ms,
@@ -630,7 +691,7 @@ pub async fn run_history(cfg: &ChaosConfig, history: &History) -> Result<History
         duration_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
     };
     let dir = cfg.out_dir.join(format!("seed-{}", history.seed));
-    if result.passed() {
+    if result.passed() && !cfg.keep {
         let _ = std::fs::remove_dir_all(&dir);
     } else {
         write_json(&dir.join("result.json"), &result)?;
