@@ -303,6 +303,10 @@ pub async fn start_lab(tweak: impl FnOnce(&mut failover_lab::LabConfig)) -> fail
     cfg.work_dir = root.join(format!("target/lab-tests/{}-{n}", std::process::id()));
     cfg.promotion_time = Duration::from_millis(500);
     cfg.lambda_retry_delay = Duration::from_millis(300);
+    // As for `lab up`: run other builds of the functions (an older one, to see a test fail).
+    if let Ok(dir) = std::env::var("LAB_BINARY_DIR") {
+        cfg.binary_dir = dir.into();
+    }
     tweak(&mut cfg);
     failover_lab::Lab::start(cfg).await.unwrap_or_else(|e| {
         panic!("the lab must start (run `make test`, which installs and builds what it needs): {e}")

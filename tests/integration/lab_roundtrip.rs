@@ -198,3 +198,89 @@ async fn two_real_switches_racing_for_one_record_apply_one_change_and_the_loser_
         .expect("the winner's invocation");
     assert_eq!(applied[0].trace.as_deref(), Some(winner.trace_id.as_str()));
 }
+
+/// The race a random history found against the first switch (both forms): writers are left on
+/// us-west-1 by a failover whose notification was lost, us-west-2's copy sets out to move them,
+/// and while its slow calls are in flight the datastore fails back to us-west-1, whose copy finds
+/// writers already there. Before the fix the first copy's stale write landed last and left
+/// writers on the demoted member; now it reads writers first and reads back after writing.
+async fn a_copy_overtaken_by_a_failback(mode: &str) {
+    let lab = start_lab(|cfg| {
+        cfg.routing_mode = mode.to_owned();
+        cfg.promotion_time = Duration::from_millis(200);
+    })
+    .await;
+    *lab.state.sns.lock().expect("sns") = SnsFaults {
+        drop: true,
+        ..SnsFaults::default()
+    };
+    failover_via_sdk(&lab, "us-west-2")
+        .await
+        .expect("failover starts");
+    available_on(&lab, "us-west-2").await;
+    // Let the promotion's (dropped) notification go out before SNS delivers again.
+    eventually(LIMIT, "the promotion to be published", || async {
+        (!lab.state.publications().is_empty()).then_some(())
+    })
+    .await;
+    *lab.state.sns.lock().expect("sns") = SnsFaults::default();
+    assert_eq!(
+        writers(&lab).as_deref(),
+        Some("us-west-1"),
+        "writers were left behind"
+    );
+    match mode {
+        "arc" => lab.state.arc.set_latency(Duration::from_millis(200)),
+        _ => {
+            for op in [
+                Operation::ListResourceRecordSets,
+                Operation::ChangeResourceRecordSets,
+            ] {
+                lab.state.route53.set_latency(op, Duration::from_millis(600));
+            }
+        }
+    }
+    let usw2 = lab
+        .state
+        .function("us-west-2", "traffic-switch")
+        .expect("a switch in us-west-2");
+    usw2.invoke_async(
+        serde_json::from_str(fixture("alarm-eventbridge.json")).expect("fixture"),
+        "eventbridge",
+    );
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    failover_via_sdk(&lab, "us-west-1")
+        .await
+        .expect("the failback starts");
+    available_on(&lab, "us-west-1").await;
+    // arc: from here on calls are quick again, so the failed-back Region's copy checks at once
+    // while the first copy's slow update is still on its way. (dns: the swap stays slow.)
+    lab.state.arc.set_latency(Duration::ZERO);
+    eventually(LIMIT, "every invocation to finish", || async {
+        lab.state.functions_idle().then_some(())
+    })
+    .await;
+    assert_eq!(
+        writers(&lab).as_deref(),
+        Some("us-west-1"),
+        "{mode}: writers end on the primary with no further trigger: {:#?}",
+        lab.state.audits()
+    );
+    let failed: Vec<_> = lab
+        .state
+        .invocations()
+        .into_iter()
+        .filter(|i| i.outcome != "ok")
+        .collect();
+    assert!(failed.is_empty(), "{mode}: {failed:#?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_dns_mode_a_copy_overtaken_by_a_failback_still_leaves_writers_on_the_primary() {
+    a_copy_overtaken_by_a_failback("dns").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_arc_mode_a_copy_overtaken_by_a_failback_still_leaves_writers_on_the_primary() {
+    a_copy_overtaken_by_a_failback("arc").await;
+}
