@@ -9,7 +9,6 @@
 pub mod check;
 pub mod history;
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -21,7 +20,6 @@ use serde_json::{Value, json};
 use thiserror::Error;
 
 use crate::arc::EndpointMode;
-use crate::cloudwatch::Alarm;
 use crate::lambda::now_ms;
 use crate::link::LinkMode;
 use crate::route53::{Fault, Operation};
@@ -270,31 +268,12 @@ pub fn writers_now(lab: &Lab) -> Option<String> {
     }
 }
 
-fn alarm_event(region: &str) -> Alarm {
-    let name = "sessions-writes-failing";
-    Alarm {
-        region: region.to_owned(),
-        name: name.to_owned(),
-        arn: format!("arn:aws:cloudwatch:{region}:000000000000:alarm:{name}"),
-        namespace: "SessionStore".into(),
-        metric: "WriteErrors".into(),
-        dimensions: BTreeMap::from([("ClientRegion".to_owned(), region.to_owned())]),
-        period_s: 1,
-        evaluation_periods: 3,
-        datapoints_to_alarm: 2,
-        threshold: 1.0,
-        comparison: "GreaterThanOrEqualToThreshold".into(),
-        statistic: "Sum".into(),
-        treat_missing: "notBreaching".into(),
-        state: "ALARM".into(),
-        reason: "a chaos history".into(),
-        updated_ms: now_ms(),
-    }
-}
-
+/// The Region's write-error alarm changing to `state`, delivered to its functions as CloudWatch
+/// delivers it.
 fn send_alarm(lab: &LabState, region: &str, state: &str) {
-    let mut alarm = alarm_event(region);
+    let mut alarm = crate::drill::write_errors_alarm(region, 1, 3, 2);
     alarm.state = state.to_owned();
+    alarm.reason = "a chaos history".into();
     let previous = if state == "ALARM" { "OK" } else { "ALARM" };
     crate::cloudwatch::deliver(lab, &alarm, previous);
 }

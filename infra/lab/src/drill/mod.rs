@@ -390,6 +390,17 @@ fn lab_config(cfg: &DrillConfig, scenario: Scenario) -> LabConfig {
 }
 
 fn alarm(cfg: &DrillConfig, region: &str) -> Alarm {
+    write_errors_alarm(
+        region,
+        cfg.alarm_period_s,
+        cfg.alarm_periods,
+        cfg.alarm_datapoints,
+    )
+}
+
+/// The write-error alarm each Region's stack creates ([`ALARM`] on `SessionStore/WriteErrors` for
+/// the Region's clients): errors in `datapoints` of `periods` periods of `period_s` seconds.
+pub fn write_errors_alarm(region: &str, period_s: u64, periods: usize, datapoints: usize) -> Alarm {
     Alarm {
         region: region.to_owned(),
         name: ALARM.to_owned(),
@@ -397,15 +408,15 @@ fn alarm(cfg: &DrillConfig, region: &str) -> Alarm {
         namespace: "SessionStore".into(),
         metric: "WriteErrors".into(),
         dimensions: BTreeMap::from([("ClientRegion".to_owned(), region.to_owned())]),
-        period_s: cfg.alarm_period_s,
-        evaluation_periods: cfg.alarm_periods,
-        datapoints_to_alarm: cfg.alarm_datapoints,
+        period_s,
+        evaluation_periods: periods,
+        datapoints_to_alarm: datapoints,
         threshold: 1.0,
         comparison: "GreaterThanOrEqualToThreshold".into(),
         statistic: "Sum".into(),
         treat_missing: "notBreaching".into(),
         state: "INSUFFICIENT_DATA".into(),
-        reason: "created by the drill".into(),
+        reason: "created by the lab".into(),
         updated_ms: now_ms(),
     }
 }
