@@ -637,9 +637,9 @@ impl TrafficSwitch {
         report: &mut TriggerReport,
     ) -> Result<Outcome, SwitchError> {
         let result = self.converge(intent, deadline, report).await;
-        if !report.abandoned_writes.is_empty() && report.late_landing.is_none() {
-            // The trigger ended (failed, or converged with no time left to look again) with a
-            // write that may still be applied: say so.
+        if result.is_err() && !report.abandoned_writes.is_empty() {
+            // The trigger failed with a write that may still be applied: the retry, or the next
+            // trigger, is what will see it.
             report.late_landing = Some(LateLanding {
                 checked_again_after_ms: None,
                 may_still_land: true,
@@ -662,7 +662,8 @@ impl TrafficSwitch {
         // Whether a write of ours was accepted, and where a write whose answer was lost pointed.
         let mut wrote = false;
         let mut lost_answer_target: Option<Region> = None;
-        let mut looked_again = false;
+        // How many of the abandoned writes a later look has covered.
+        let mut looked_after = 0;
         loop {
             let (observed, raw) = self.observe(deadline, report).await?;
             let plan = switch::decide(intent, &observed, &self.cfg);
@@ -673,8 +674,8 @@ impl TrafficSwitch {
             }
             match plan {
                 Plan::NoOp { .. } => {
-                    if !report.abandoned_writes.is_empty() && !looked_again {
-                        looked_again = true;
+                    if report.abandoned_writes.len() > looked_after {
+                        looked_after = report.abandoned_writes.len();
                         if let Some(wait) = self.late_landing_wait(deadline) {
                             tracing::info!(
                                 wait_ms = millis(wait),
@@ -687,6 +688,11 @@ impl TrafficSwitch {
                             tokio::time::sleep(wait).await;
                             continue;
                         }
+                        // No time to look again: say so.
+                        report.late_landing = Some(LateLanding {
+                            checked_again_after_ms: None,
+                            may_still_land: true,
+                        });
                     }
                     if !wrote
                         && let Some(target) = lost_answer_target.take()
