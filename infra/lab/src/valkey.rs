@@ -46,9 +46,15 @@ pub fn find_server(root: &Path) -> Result<PathBuf, LabError> {
     ))
 }
 
-/// Starts a server on `port` (loopback only, no persistence, immediate diskless sync).
+/// Starts a server on `port` (loopback only, no persistence, immediate diskless sync). It always
+/// starts empty, as a replaced ElastiCache node does: the file a replica's full sync left behind
+/// (or an earlier run's) is removed first, so a node that comes back never serves old data.
 pub async fn start(bin: &Path, port: u16, dir: &Path) -> Result<Child, LabError> {
     std::fs::create_dir_all(dir).map_err(|e| LabError::Io(format!("{}: {e}", dir.display())))?;
+    let stale = dir.join("dump.rdb");
+    if stale.exists() {
+        std::fs::remove_file(&stale).map_err(|e| LabError::Io(format!("{}: {e}", stale.display())))?;
+    }
     let child = Command::new(bin)
         .args([
             "--port",

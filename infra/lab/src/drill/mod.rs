@@ -768,28 +768,58 @@ async fn planned_failback(
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
     let caught_up = match &caught {
-        Some(p) => format!(
-            "lag {:.3} s, {} ms after it came back",
-            p.value,
-            p.at_ms.saturating_sub(back_ms)
-        ),
-        None => format!("not within {} s", cfg.catch_up_timeout.as_secs()),
+        Some(p) => format!("lag {:.3} s at +{} ms", p.value, p.at_ms.saturating_sub(back_ms)),
+        None => format!("lag not ≤ 1 s within {} s", cfg.catch_up_timeout.as_secs()),
     };
     progress.say(&format!("{old} caught up: {caught_up}"));
+
+    // Validate before routing back, as the runbook does: the same command as a dry run, until
+    // every gate that will hold (state, data_loss) passes. The promoter reads the lag metric's
+    // newest period, which can still show the rejoin after the lag itself is back to zero.
+    let promoter = state
+        .function(old, "promoter")
+        .ok_or_else(|| DrillError::Other(format!("no promoter in {old}")))?;
+    let promote = |dry_run: bool| {
+        serde_json::json!({
+            "command": "promote", "target_region": old, "dry_run": dry_run,
+            "confirm": state.cfg.datastore_id, "reason": "DR drill: planned failback",
+            "force": ["signal", "vantage", "cooldown"],
+        })
+    };
+    let validated_by = Instant::now() + cfg.catch_up_timeout;
+    let validated = loop {
+        let answer = promoter.invoke_sync(promote(true), "console").await;
+        let gates = answer
+            .as_ref()
+            .ok()
+            .map(|v| v["triggers"][0]["decision"]["gates"].clone());
+        let holding = gates.as_ref().and_then(Value::as_array).is_some_and(|gs| {
+            gs.iter()
+                .filter(|g| g["name"] == "state" || g["name"] == "data_loss")
+                .all(|g| g["verdict"] == "pass")
+        });
+        if holding {
+            break Some(now_ms());
+        }
+        if Instant::now() >= validated_by {
+            break None;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    let caught_up = match validated {
+        Some(at) => format!("{caught_up}, validated at +{} ms", at.saturating_sub(back_ms)),
+        None => format!(
+            "{caught_up}, not validated within {} s",
+            cfg.catch_up_timeout.as_secs()
+        ),
+    };
+    progress.say(&format!("validated: {caught_up}"));
 
     let start_ms = now_ms();
     progress.say(&format!(
         "PLANNED FAILBACK: the operator's confirmed promote of {old} (signal, vantage and cooldown forced; state and data_loss hold)"
     ));
-    let command = serde_json::json!({
-        "command": "promote", "target_region": old, "dry_run": false,
-        "confirm": state.cfg.datastore_id, "reason": "DR drill: planned failback",
-        "force": ["signal", "vantage", "cooldown"],
-    });
-    let answer = match state.function(old, "promoter") {
-        Some(f) => f.invoke_sync(command, "console").await,
-        None => Err(serde_json::json!({"errorMessage": format!("no promoter in {old}")})),
-    };
+    let answer = promoter.invoke_sync(promote(false), "console").await;
     let command = match &answer {
         Ok(v) => format!("answered {}", v["outcome"].as_str().unwrap_or("?")),
         Err(e) => format!("failed: {}", e["errorMessage"].as_str().unwrap_or("no message")),
