@@ -82,12 +82,14 @@ impl AwsFault {
     /// Whether this attempt ended without an answer, so the request may have reached the service
     /// and may be applied (now or later) although the caller gave up on it: a cut-off attempt, a
     /// timeout, a connection lost or an answer that could not be read. A connection that was never
-    /// made (`ConnectTimeout`) sent nothing.
+    /// made (`ConnectTimeout`, or refused) sent nothing. When the cause cannot be told, the attempt
+    /// counts as unanswered: that only costs a later look.
     pub fn unanswered(&self) -> bool {
-        matches!(
-            self.code.as_deref(),
-            Some("AttemptTimeout" | "Timeout" | "ConnectionError" | "UnreadableResponse")
-        )
+        match self.code.as_deref() {
+            Some("AttemptTimeout" | "Timeout" | "UnreadableResponse") => true,
+            Some("ConnectionError") => !self.message.contains("Connection refused"),
+            _ => false,
+        }
     }
 
     pub fn timeout(operation: &'static str, after: Duration) -> Self {
@@ -164,6 +166,28 @@ impl AwsFault {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_an_attempt_that_may_have_reached_the_service_counts_as_unanswered() {
+        let fault = |code: &str, message: &str| {
+            AwsFault::service("Test.Op", Some(code.to_owned()), message.to_owned(), true)
+        };
+        assert!(AwsFault::timeout("Test.Op", Duration::from_millis(500)).unanswered());
+        assert!(fault("ConnectionError", "connection closed before message completed").unanswered());
+        assert!(fault("UnreadableResponse", "truncated body").unanswered());
+        assert!(
+            !fault(
+                "ConnectionError",
+                "tcp connect error: Connection refused (os error 111)"
+            )
+            .unanswered()
+        );
+        assert!(!fault("ConnectTimeout", "connect timed out").unanswered());
+        assert!(
+            !fault("Throttling", "Rate exceeded").unanswered(),
+            "an answer is an answer"
+        );
+    }
 
     #[test]
     fn the_message_names_the_operation_code_attempts_and_why_it_stopped() {
