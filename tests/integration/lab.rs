@@ -1,5 +1,5 @@
-//! The lab end to end: real Valkey replication, the emulated Global Datastore control plane, moto's
-//! Route 53, and the real traffic-switch binary served by the lab's Lambda Runtime API.
+//! The lab end to end: real Valkey replication, the emulated Global Datastore control plane, the
+//! lab's Route 53, and the real traffic-switch binary served by the lab's Lambda Runtime API.
 
 use std::time::{Duration, Instant};
 
