@@ -116,10 +116,11 @@ async fn a_dark_primary_region_is_promoted_away_from_and_writers_follow() {
         .iter()
         .find(|g| g["name"] == "vantage")
         .expect("vantage gate");
+    // The dark Region's CloudWatch did not answer at all (503): that, and only that, may agree.
     assert!(
         vantage["detail"]
             .as_str()
-            .is_some_and(|d| d.contains("unreadable")),
+            .is_some_and(|d| d.contains("Region not answering")),
         "{vantage}"
     );
 }
@@ -300,4 +301,79 @@ async fn the_data_loss_gate_reads_the_replication_lag_and_blocks_once_replicatio
             .is_some_and(|d| d.contains("exceeds the 1 s bound")),
         "{blocked}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_vantage_alarm_missing_from_a_primary_region_that_answers_blocks_the_promotion() {
+    // us-west-1 is up and answers, but its write-error alarm was never created: the vantage
+    // point cannot be read. Before, that counted as "unreachable, so agrees", and a cut link
+    // promoted us-west-2 onto it.
+    let lab = lab_with_promoter().await;
+    let usw1 = &lab.state.regions[0];
+    let cw2 = alarm_in(&lab, "us-west-2").await;
+    lab.state.set_link(failover_lab::link::LinkMode::Down);
+    let reason = eventually(LIMIT, "the promoter to evaluate and refuse", || async {
+        errors(&cw2, "us-west-2", 5.0).await;
+        promoter_audits(&lab, "us-west-2").into_iter().find_map(|a| {
+            let reason = a["triggers"][0]["decision"]["reason"].as_str()?.to_owned();
+            (a["outcome"] == "no_op" && reason.contains("vantage")).then_some(reason)
+        })
+    })
+    .await;
+    assert!(
+        reason.contains(&format!("us-west-1/{ALARM}")) && reason.contains("does not exist"),
+        "the reason names the alarm and the error: {reason}"
+    );
+    assert!(reason.contains("configuration fault"), "{reason}");
+    assert_eq!(
+        lab.state.gds().failovers,
+        0,
+        "no promotion on evidence it could not read"
+    );
+    assert_eq!(lab.writer_record().await.as_deref(), Some(usw1.endpoint.as_str()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failover_on_the_second_page_of_events_still_holds_the_cooldown() {
+    // A failover to us-west-2 a moment ago, then a busy account: 150 newer events of the same
+    // group push it to DescribeEvents' second page. The promoter in us-west-1 must read every page.
+    let lab = lab_with_promoter().await;
+    let usw2 = &lab.state.regions[1];
+    let cw1 = alarm_in(&lab, "us-west-1").await;
+    let _cw2 = alarm_in(&lab, "us-west-2").await;
+    failover_via_sdk(&lab, "us-west-2")
+        .await
+        .expect("failover starts");
+    eventually(LIMIT, "the failover to be followed", || async {
+        (lab.writer_record().await.as_deref() == Some(usw2.endpoint.as_str())).then_some(())
+    })
+    .await;
+    for region in ["us-west-1", "us-west-2"] {
+        let group = lab.state.region(region).expect("region").group.clone();
+        for i in 0..150 {
+            lab.state
+                .event(region, &group, &format!("Snapshot {i} of {group} succeeded"));
+        }
+    }
+    lab.state.set_dark("us-west-2", true).await.expect("dark");
+    let reason = eventually(LIMIT, "us-west-1's promoter to refuse", || async {
+        errors(&cw1, "us-west-1", 5.0).await;
+        promoter_audits(&lab, "us-west-1").into_iter().find_map(|a| {
+            let reason = a["triggers"][0]["decision"]["reason"].as_str()?.to_owned();
+            (a["outcome"] == "no_op" && reason.contains("cooldown")).then_some(reason)
+        })
+    })
+    .await;
+    assert!(reason.contains("within the 1800 s cooldown"), "{reason}");
+    assert_eq!(lab.state.gds().failovers, 1, "no ping-pong");
+    // Every page was read: more than one DescribeEvents call for the same group and Region.
+    let pages = lab
+        .state
+        .requests()
+        .into_iter()
+        .filter(|r| {
+            r.action == "DescribeEvents" && r.region == "us-west-1" && r.params.contains_key("Marker")
+        })
+        .count();
+    assert!(pages > 0, "the second page was asked for");
 }

@@ -294,3 +294,142 @@ async fn a_region_switch_step_for_a_region_outside_the_datastore_changes_nothing
     assert!(err.to_string().contains("eu-west-1"), "{err}");
     assert_eq!(describe.num_calls() + failover.num_calls(), 0);
 }
+
+/// A CloudWatch of two Regions answering differently.
+fn cloudwatch_per_region(usw1: &[&Rule], usw2: &[&Rule]) -> CloudWatch {
+    let client = |rules: &[&Rule]| {
+        mock_client!(
+            aws_sdk_cloudwatch,
+            RuleMode::MatchAny,
+            rules.iter().copied(),
+            |c| c.retry_config(aws_sdk_cloudwatch::config::retry::RetryConfig::disabled())
+        )
+    };
+    CloudWatch::from_clients(vec![
+        ("us-west-1".into(), client(usw1)),
+        ("us-west-2".into(), client(usw2)),
+    ])
+}
+
+fn denied_alarms() -> Rule {
+    mock!(aws_sdk_cloudwatch::Client::describe_alarms).then_error(|| {
+        aws_sdk_cloudwatch::operation::describe_alarms::DescribeAlarmsError::generic(
+            aws_sdk_cloudwatch::error::ErrorMetadata::builder()
+                .code("AccessDenied")
+                .message("User is not authorized to perform: cloudwatch:DescribeAlarms")
+                .build(),
+        )
+    })
+}
+
+fn denied_lag() -> Rule {
+    mock!(aws_sdk_cloudwatch::Client::get_metric_data).then_error(|| {
+        aws_sdk_cloudwatch::operation::get_metric_data::GetMetricDataError::generic(
+            aws_sdk_cloudwatch::error::ErrorMetadata::builder()
+                .code("AccessDenied")
+                .message("User is not authorized to perform: cloudwatch:GetMetricData")
+                .build(),
+        )
+    })
+}
+
+fn denied_events() -> Rule {
+    mock!(aws_sdk_elasticache::Client::describe_events)
+        .sequence()
+        .http_status(403, Some(elasticache_error("AccessDenied")))
+        .repeatedly()
+        .build()
+}
+
+fn never_failover() -> Rule {
+    mock!(aws_sdk_elasticache::Client::failover_global_replication_group)
+        .then_output(|| FailoverGlobalReplicationGroupOutput::builder().build())
+}
+
+fn reason(inv: &promoter::Invocation) -> String {
+    let v = serde_json::to_value(&inv.audit).expect("audit");
+    v["triggers"][0]["decision"]["reason"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_vantage_alarm_the_primary_region_refuses_to_read_blocks_the_promotion_and_is_named() {
+    let describe = primary_is(USW1);
+    let failover = never_failover();
+    let events = no_events();
+    let (denied, a, lag) = (denied_alarms(), alarm(StateValue::Alarm), no_lag());
+    let p = promoter(
+        &[&describe, &failover, &events],
+        cloudwatch_per_region(&[&denied], &[&a, &lag]),
+    );
+    let inv = invoke_promoter(&p, &fixture("alarm-writes-failing.json")).await;
+    assert_eq!(inv.audit.outcome, Outcome::NoOp, "{:?}", inv.audit);
+    assert_eq!(
+        failover.num_calls(),
+        0,
+        "no promotion on a vantage point it could not read"
+    );
+    let why = reason(&inv);
+    assert!(
+        why.starts_with("blocked by vantage")
+            && why.contains("us-west-1/sessions-writes-failing")
+            && why.contains("AccessDenied"),
+        "{why}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn events_a_member_region_refuses_to_give_hold_the_cooldown_unless_the_policy_allows() {
+    let describe = primary_is(USW1);
+    let failover = never_failover();
+    let (denied, fine) = (denied_events(), no_events());
+    let (a, lag) = (alarm(StateValue::Alarm), no_lag());
+    let cw = || cloudwatch(&[&a, &lag]);
+    let with = |cfg: PromoterConfig| {
+        Promoter::with_clients(
+            cfg,
+            vec![
+                ("us-west-1".into(), elasticache(&[&describe, &failover, &denied])),
+                ("us-west-2".into(), elasticache(&[&describe, &failover, &fine])),
+            ],
+            cw(),
+        )
+    };
+    let inv = invoke_promoter(&with(cfg()), &fixture("alarm-writes-failing.json")).await;
+    assert_eq!(inv.audit.outcome, Outcome::NoOp, "{:?}", inv.audit);
+    assert_eq!(failover.num_calls(), 0);
+    let why = reason(&inv);
+    assert!(
+        why.starts_with("blocked by cooldown") && why.contains("us-west-1") && why.contains("AccessDenied"),
+        "{why}"
+    );
+
+    let mut allow = cfg();
+    allow.policy.missing_events = failover_core::promote::MissingEvents::Allow;
+    let inv = invoke_promoter(&with(allow), &fixture("alarm-writes-failing.json")).await;
+    assert_eq!(inv.audit.outcome, Outcome::Switched, "{}", reason(&inv));
+    assert_eq!(failover.num_calls(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_lag_the_target_region_refuses_to_give_blocks_whatever_missing_lag_says() {
+    let describe = primary_is(USW1);
+    let failover = never_failover();
+    let events = no_events();
+    let (a, lag) = (alarm(StateValue::Alarm), denied_lag());
+    let p = promoter(&[&describe, &failover, &events], cloudwatch(&[&a, &lag]));
+    assert_eq!(
+        p.cfg.policy.missing_lag,
+        failover_core::promote::MissingLag::Allow
+    );
+    let inv = invoke_promoter(&p, &fixture("alarm-writes-failing.json")).await;
+    assert_eq!(inv.audit.outcome, Outcome::NoOp, "{:?}", inv.audit);
+    assert_eq!(failover.num_calls(), 0);
+    let why = reason(&inv);
+    assert!(
+        why.starts_with("blocked by data_loss") && why.contains("AccessDenied"),
+        "{why}"
+    );
+}

@@ -476,6 +476,7 @@ pub const PROMOTER_VARIABLES: &[&str] = &[
     "LAG_MAX_AGE_SECONDS",
     "MISSING_LAG",
     "COOLDOWN_MINUTES",
+    "MISSING_EVENTS",
     "LAG_METRIC_NAMESPACE",
     "LAG_METRIC_NAME",
     "LAG_METRIC_DIMENSION",
@@ -562,6 +563,19 @@ impl PromoterConfig {
                 ));
             }
         };
+        let missing_events = match optional(get, "MISSING_EVENTS")
+            .map(|v| v.to_ascii_lowercase())
+            .as_deref()
+        {
+            None | Some("block") => crate::promote::MissingEvents::Block,
+            Some("allow") => crate::promote::MissingEvents::Allow,
+            Some(other) => {
+                return Err(err(
+                    "MISSING_EVENTS",
+                    format!("{other:?} is neither block nor allow"),
+                ));
+            }
+        };
         let max_lag = optional(get, "MAX_LAG_SECONDS").unwrap_or_else(|| "5".into());
         let max_lag_seconds: f64 = max_lag
             .parse()
@@ -577,6 +591,7 @@ impl PromoterConfig {
             cooldown: Duration::from_secs(
                 bounded_int(get, "COOLDOWN_MINUTES", 30, 0, 10_080)?.unsigned_abs() * 60,
             ),
+            missing_events,
             vantage_required: usize::try_from(bounded_int(get, "VANTAGE_REQUIRED", 1, 1, 10)?).unwrap_or(1),
             unreachable_vantage_agrees: boolean(get, "UNREACHABLE_VANTAGE_AGREES", true)?,
         };
@@ -873,6 +888,11 @@ mod tests {
         assert_eq!(cfg.policy.cooldown, Duration::from_secs(1800));
         assert_eq!(cfg.policy.missing_lag, crate::promote::MissingLag::Allow);
         assert_eq!(
+            cfg.policy.missing_events,
+            crate::promote::MissingEvents::Block,
+            "an unread Region's events block the cooldown unless the operator says otherwise"
+        );
+        assert_eq!(
             cfg.lag_metric.dimensions,
             [("ReplicationGroupId".to_owned(), "sessions-usw2".to_owned())]
         );
@@ -884,6 +904,7 @@ mod tests {
             ("VANTAGE_ALARMS", "writes-failing"),
             ("VANTAGE_ALARMS", "eu-west-1:x"),
             ("MISSING_LAG", "maybe"),
+            ("MISSING_EVENTS", "ignore"),
             ("MAX_LAG_SECONDS", "-1"),
             ("SIGNAL_ALARMS", " , "),
             ("AWS_REGION", "eu-west-1"),

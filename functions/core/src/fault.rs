@@ -92,6 +92,16 @@ impl AwsFault {
         }
     }
 
+    /// Whether the service's Region did not answer at all — a connection refused, reset or never
+    /// made, a timeout, a 5xx — as when the Region is dark. Every other failure (access denied,
+    /// not found, throttling, a validation error) is an answer from a Region that is up.
+    pub fn region_dark(&self) -> bool {
+        matches!(
+            self.code.as_deref(),
+            Some("AttemptTimeout" | "Timeout" | "ConnectTimeout" | "ConnectionError" | "UnreadableResponse")
+        ) || self.http_status.is_some_and(|s| (500..=599).contains(&s))
+    }
+
     pub fn timeout(operation: &'static str, after: Duration) -> Self {
         Self::service(
             operation,
@@ -166,6 +176,37 @@ impl AwsFault {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_a_region_that_does_not_answer_at_all_is_dark() {
+        let fault = |code: &str, status: Option<u16>| {
+            let mut f = AwsFault::service("Test.Op", Some(code.to_owned()), "x".to_owned(), true);
+            f.http_status = status;
+            f
+        };
+        for dark in [
+            fault("ConnectionError", None),
+            fault("ConnectTimeout", None),
+            fault("AttemptTimeout", None),
+            fault("ServiceUnavailable", Some(503)),
+            fault("InternalFailure", Some(500)),
+        ] {
+            assert!(dark.region_dark(), "{dark:?}");
+        }
+        for up in [
+            fault("AccessDenied", Some(403)),
+            fault("Throttling", Some(400)),
+            fault("ResourceNotFound", Some(404)),
+            AwsFault::service(
+                "CloudWatch.DescribeAlarms",
+                None,
+                "alarm x does not exist".into(),
+                false,
+            ),
+        ] {
+            assert!(!up.region_dark(), "{up:?}");
+        }
+    }
 
     #[test]
     fn only_an_attempt_that_may_have_reached_the_service_counts_as_unanswered() {

@@ -7,13 +7,19 @@
 //!    under way (anything `modifying` means one is: stop).
 //! 2. `signal` — the write-error alarms are in ALARM *now* (read, not taken from the event).
 //! 3. `vantage` — the primary Region is really down, not just the link: enough vantage points
-//!    (alarms seen from the primary's own Region, its health alarm, or its CloudWatch being
-//!    unreachable, per policy) agree. Errors seen only from the secondary mean a bad link, and
+//!    (alarms seen from the primary's own Region, its health alarm, or its CloudWatch not
+//!    answering at all, per policy) agree. Errors seen only from the secondary mean a bad link, and
 //!    promoting would move every writer onto it.
 //! 4. `data_loss` — the last replication lag is under the bound; a missing lag (the primary Region
 //!    dark) is decided by policy and reported as an unknown loss bound.
 //! 5. `cooldown` — no failover within the minimum interval (from `DescribeEvents`), so two
 //!    Regions cannot ping-pong.
+//!
+//! **Fail closed.** Evidence that could not be read is never agreement. Only a Region that does
+//! not answer at all ([`AlarmRead::RegionDark`]: connection refused or reset, timeout, 5xx) may
+//! count as agreeing, and only where the policy says so; a Region that answers but lacks the
+//! alarm, denies access or throttles to the end ([`AlarmRead::Unreadable`]) is a configuration
+//! fault, and blocks. The same split decides the lag and the events.
 //!
 //! `force` skips named gates — only from a confirmed operator command — and the decision says so.
 
@@ -39,6 +45,17 @@ pub enum GateName {
 }
 
 impl GateName {
+    /// The name operators use (`force`) and reasons print.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GateName::State => "state",
+            GateName::Signal => "signal",
+            GateName::Vantage => "vantage",
+            GateName::DataLoss => "data_loss",
+            GateName::Cooldown => "cooldown",
+        }
+    }
+
     pub const ALL: [GateName; 5] = [
         GateName::State,
         GateName::Signal,
@@ -75,6 +92,17 @@ pub enum MissingLag {
     Block,
 }
 
+/// When the events of a Region that answered cannot be read (denied, throttled to the end…), so a
+/// recent failover there cannot be ruled out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MissingEvents {
+    /// Let the cooldown pass, reporting what could not be read.
+    Allow,
+    /// Do not pass the cooldown without the events (the default).
+    Block,
+}
+
 /// What the operator configured.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct PromotePolicy {
@@ -85,11 +113,27 @@ pub struct PromotePolicy {
     pub missing_lag: MissingLag,
     /// No promotion this soon after the last failover.
     pub cooldown: Duration,
+    pub missing_events: MissingEvents,
     /// How many vantage points must agree the primary Region is down.
     pub vantage_required: usize,
-    /// Whether a vantage alarm that cannot be read (its Region's CloudWatch unreachable) counts as
-    /// agreeing. A dark Region takes its monitoring with it, so the default is yes.
+    /// Whether a vantage alarm whose Region's CloudWatch does not answer at all counts as
+    /// agreeing. A dark Region takes its monitoring with it, so the default is yes. An alarm that
+    /// a Region which answers cannot give (missing, denied) never agrees.
     pub unreachable_vantage_agrees: bool,
+}
+
+/// What reading one alarm gave.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AlarmRead {
+    /// The alarm's state now.
+    Is(AlarmState),
+    /// Its Region's CloudWatch did not answer at all (connection refused or reset, timeout, 5xx):
+    /// the Region may be dark.
+    RegionDark(String),
+    /// The Region answered but the alarm could not be read: it does not exist, access is denied,
+    /// the calls were throttled to the end. A fault to fix, never agreement.
+    Unreadable(String),
 }
 
 /// An alarm as `DescribeAlarms` reported it, or why it could not be read.
@@ -97,8 +141,36 @@ pub struct PromotePolicy {
 pub struct AlarmReading {
     pub region: String,
     pub name: String,
-    /// `Err` when the alarm could not be read (API unreachable, alarm missing).
-    pub state: Result<AlarmState, String>,
+    pub state: AlarmRead,
+}
+
+/// The replication lag as read for the target.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LagRead {
+    /// The newest datapoint: seconds, and when it was measured.
+    Value { seconds: f64, at: DateTime<Utc> },
+    /// No datapoint in the window: nothing is being published (the primary Region dark), or the
+    /// metric is misconfigured. `MISSING_LAG` decides.
+    Missing,
+    /// The target Region's CloudWatch did not answer at all. `MISSING_LAG` decides.
+    RegionDark(String),
+    /// The read failed in a Region that answered (denied, invalid query…): blocks.
+    Unreadable(String),
+}
+
+/// What `DescribeEvents` gave across the member Regions: every page, each member group.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct EventsRead {
+    /// The newest failover or promotion event of a member group within the window.
+    pub last_failover: Option<DateTime<Utc>>,
+    /// Regions whose events were read in full.
+    pub read: Vec<String>,
+    /// Regions whose ElastiCache did not answer at all (dark): their failovers are reported in
+    /// the other members' Regions too.
+    pub dark: Vec<String>,
+    /// Regions that answered but whose events could not be read, with why.
+    pub unreadable: Vec<String>,
 }
 
 /// Everything the gates read.
@@ -109,10 +181,10 @@ pub struct PromoteObserved {
     pub signal: Vec<AlarmReading>,
     /// Vantage points on the primary Region.
     pub vantage: Vec<AlarmReading>,
-    /// The last `GlobalDatastoreReplicationLag` datapoint for the target: (value s, measured at).
-    pub lag: Option<(f64, DateTime<Utc>)>,
-    /// When the last failover of this datastore happened, per `DescribeEvents`.
-    pub last_failover: Option<DateTime<Utc>>,
+    /// The last `GlobalDatastoreReplicationLag` datapoint for the target, or why there is none.
+    pub lag: LagRead,
+    /// The member groups' failover events, per `DescribeEvents`.
+    pub events: EventsRead,
 }
 
 /// The promotion to make.
@@ -152,11 +224,20 @@ fn describe(readings: &[AlarmReading]) -> String {
     readings
         .iter()
         .map(|a| match &a.state {
-            Ok(s) => format!("{}/{}={s:?}", a.region, a.name),
-            Err(e) => format!("{}/{}=unreadable ({e})", a.region, a.name),
+            AlarmRead::Is(s) => format!("{}/{}={s:?}", a.region, a.name),
+            AlarmRead::RegionDark(e) => format!("{}/{}=Region not answering ({e})", a.region, a.name),
+            AlarmRead::Unreadable(e) => format!("{}/{}=unreadable ({e})", a.region, a.name),
         })
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+fn list_or_none(v: &[String]) -> String {
+    if v.is_empty() {
+        "no Region".to_owned()
+    } else {
+        v.join(", ")
+    }
 }
 
 /// Evaluates every gate for promoting `target` (a member of the datastore) at `now`.
@@ -197,7 +278,7 @@ pub fn evaluate(
     let alarming = observed
         .signal
         .iter()
-        .filter(|a| a.state == Ok(AlarmState::Alarm))
+        .filter(|a| a.state == AlarmRead::Is(AlarmState::Alarm))
         .count();
     let signal_ok = !observed.signal.is_empty() && alarming == observed.signal.len();
     gates.push(gate(
@@ -220,17 +301,29 @@ pub fn evaluate(
         .vantage
         .iter()
         .filter(|a| match &a.state {
-            Ok(s) => *s == AlarmState::Alarm,
-            Err(_) => policy.unreachable_vantage_agrees,
+            AlarmRead::Is(s) => *s == AlarmState::Alarm,
+            AlarmRead::RegionDark(_) => policy.unreachable_vantage_agrees,
+            AlarmRead::Unreadable(_) => false,
         })
         .count();
     let healthy = observed
         .vantage
         .iter()
-        .filter(|a| a.state == Ok(AlarmState::Ok))
+        .filter(|a| a.state == AlarmRead::Is(AlarmState::Ok))
         .count();
-    let vantage_ok = agreeing >= policy.vantage_required.max(1);
-    let vantage_detail = if vantage_ok {
+    let unreadable: Vec<&AlarmReading> = observed
+        .vantage
+        .iter()
+        .filter(|a| matches!(a.state, AlarmRead::Unreadable(_)))
+        .collect();
+    let vantage_ok = unreadable.is_empty() && agreeing >= policy.vantage_required.max(1);
+    let vantage_detail = if !unreadable.is_empty() {
+        format!(
+            "vantage alarm(s) could not be read from a Region that answers: {} — a missing alarm or a denied \
+             read is a configuration fault, not a dark Region",
+            describe(&unreadable.into_iter().cloned().collect::<Vec<_>>())
+        )
+    } else if vantage_ok {
         format!(
             "{agreeing} vantage point(s) agree the primary Region is down: {}",
             describe(&observed.vantage)
@@ -251,57 +344,79 @@ pub fn evaluate(
     gates.push(gate(GateName::Vantage, vantage_ok, vantage_detail, force));
 
     // 4. data_loss
-    let fresh_lag = observed.lag.filter(|(_, at)| {
+    let fresh = |at: &DateTime<Utc>| {
         now.signed_duration_since(*at)
             .to_std()
             .is_ok_and(|age| age <= policy.lag_max_age)
-    });
-    let (loss_ok, loss_detail) = match (fresh_lag, observed.lag) {
-        (Some((lag, _)), _) if lag <= policy.max_lag_seconds => (
+    };
+    let missing = |what: String| match policy.missing_lag {
+        MissingLag::Allow => (true, format!("{what}; policy allows: the loss bound is unknown")),
+        MissingLag::Block => (false, format!("{what}; policy blocks without a known loss bound")),
+    };
+    let (loss_ok, loss_detail) = match &observed.lag {
+        LagRead::Value { seconds, at } if fresh(at) && *seconds <= policy.max_lag_seconds => (
             true,
             format!(
-                "replication lag {lag:.3} s is within the {} s bound",
+                "replication lag {seconds:.3} s is within the {} s bound",
                 policy.max_lag_seconds
             ),
         ),
-        (Some((lag, _)), _) => (
+        LagRead::Value { seconds, at } if fresh(at) => (
             false,
             format!(
-                "replication lag {lag:.3} s exceeds the {} s bound: promoting would lose more",
+                "replication lag {seconds:.3} s exceeds the {} s bound: promoting would lose more",
                 policy.max_lag_seconds
             ),
         ),
-        (None, stale) => {
-            let what = match stale {
-                Some((lag, at)) => format!("the last lag ({lag:.3} s at {at}) is too old to trust"),
-                None => "no replication lag could be read".to_owned(),
-            };
-            match policy.missing_lag {
-                MissingLag::Allow => (true, format!("{what}; policy allows: the loss bound is unknown")),
-                MissingLag::Block => (false, format!("{what}; policy blocks without a known loss bound")),
-            }
-        }
+        LagRead::Value { seconds, at } => missing(format!(
+            "the last lag ({seconds:.3} s at {at}) is too old to trust"
+        )),
+        LagRead::Missing => missing("no replication lag datapoint in the window".to_owned()),
+        LagRead::RegionDark(e) => missing(format!("the lag's Region did not answer ({e})")),
+        LagRead::Unreadable(e) => (
+            false,
+            format!("the replication lag could not be read from a Region that answers: {e}"),
+        ),
     };
     gates.push(gate(GateName::DataLoss, loss_ok, loss_detail, force));
 
     // 5. cooldown
-    let (cool_ok, cool_detail) = match observed.last_failover {
-        Some(at) => {
-            let since = now.signed_duration_since(at).to_std().unwrap_or(Duration::ZERO);
-            if since < policy.cooldown {
-                (
+    let ev = &observed.events;
+    let mut read = format!("events read in {}", list_or_none(&ev.read));
+    if !ev.dark.is_empty() {
+        read.push_str(&format!("; not answering (dark): {}", ev.dark.join(", ")));
+    }
+    let recent = ev.last_failover.map(|at| {
+        let since = now.signed_duration_since(at).to_std().unwrap_or(Duration::ZERO);
+        (since < policy.cooldown, since)
+    });
+    let (cool_ok, cool_detail) = match recent {
+        Some((true, since)) => (
+            false,
+            format!(
+                "the last failover was {} s ago, within the {} s cooldown ({read})",
+                since.as_secs(),
+                policy.cooldown.as_secs()
+            ),
+        ),
+        _ if !ev.unreadable.is_empty() => {
+            let what = format!(
+                "the events of a Region that answers could not be read: {} ({read})",
+                ev.unreadable.join("; ")
+            );
+            match policy.missing_events {
+                MissingEvents::Block => (
                     false,
-                    format!(
-                        "the last failover was {} s ago, within the {} s cooldown",
-                        since.as_secs(),
-                        policy.cooldown.as_secs()
-                    ),
-                )
-            } else {
-                (true, format!("the last failover was {} s ago", since.as_secs()))
+                    format!("{what}; policy blocks: a failover there may be within the cooldown"),
+                ),
+                MissingEvents::Allow => (true, format!("{what}; policy allows")),
             }
         }
-        None => (true, "no failover within the events window".to_owned()),
+        Some((false, since)) => (
+            true,
+            format!("the last failover was {} s ago ({read})", since.as_secs()),
+        ),
+        None => (true, format!("no failover within the events window ({read})")),
     };
     gates.push(gate(GateName::Cooldown, cool_ok, cool_detail, force));
 
@@ -312,10 +427,7 @@ pub fn evaluate(
         .map(|g| g.name)
         .collect();
     if let Some(first) = blocking.first() {
-        let names: Vec<String> = blocking
-            .iter()
-            .map(|g| format!("{:?}", g.name).to_ascii_lowercase())
-            .collect();
+        let names: Vec<&str> = blocking.iter().map(|g| g.name.as_str()).collect();
         return PromoteDecision {
             reason: format!("blocked by {}: {}", names.join(", "), first.detail),
             gates,
@@ -328,8 +440,10 @@ pub fn evaluate(
             format!("every gate agrees: promote {} ({})", target.group, target.region)
         } else {
             format!(
-                "promote {} ({}) with gates forced past: {forced:?}",
-                target.group, target.region
+                "promote {} ({}) with gates forced past: {}",
+                target.group,
+                target.region,
+                forced.iter().map(|g| g.as_str()).collect::<Vec<_>>().join(", ")
             )
         },
         gates,
@@ -477,16 +591,34 @@ mod tests {
             lag_max_age: Duration::from_secs(300),
             missing_lag: MissingLag::Allow,
             cooldown: Duration::from_secs(1800),
+            missing_events: MissingEvents::Block,
             vantage_required: 1,
             unreachable_vantage_agrees: true,
         }
     }
 
-    fn reading(region: &str, name: &str, state: Result<AlarmState, &str>) -> AlarmReading {
+    fn reading(region: &str, name: &str, state: AlarmRead) -> AlarmReading {
         AlarmReading {
             region: region.into(),
             name: name.into(),
-            state: state.map_err(str::to_owned),
+            state,
+        }
+    }
+
+    fn is(s: AlarmState) -> AlarmRead {
+        AlarmRead::Is(s)
+    }
+
+    fn lag(seconds: f64, at: DateTime<Utc>) -> LagRead {
+        LagRead::Value { seconds, at }
+    }
+
+    fn events_read(last_failover: Option<DateTime<Utc>>) -> EventsRead {
+        EventsRead {
+            last_failover,
+            read: vec!["us-west-2".into()],
+            dark: vec!["us-west-1".into()],
+            unreadable: Vec::new(),
         }
     }
 
@@ -511,10 +643,10 @@ mod tests {
                     },
                 ],
             },
-            signal: vec![reading("us-west-2", "writes-failing-usw2", Ok(AlarmState::Alarm))],
-            vantage: vec![reading("us-west-1", "writes-failing-usw1", Ok(AlarmState::Alarm))],
-            lag: Some((0.4, now() - chrono::Duration::seconds(30))),
-            last_failover: None,
+            signal: vec![reading("us-west-2", "writes-failing-usw2", is(AlarmState::Alarm))],
+            vantage: vec![reading("us-west-1", "writes-failing-usw1", is(AlarmState::Alarm))],
+            lag: lag(0.4, now() - chrono::Duration::seconds(30)),
+            events: events_read(None),
         }
     }
 
@@ -559,9 +691,10 @@ mod tests {
     #[test]
     fn signal_gate_needs_the_alarms_in_alarm_now_not_just_in_the_event() {
         for state in [
-            Ok(AlarmState::Ok),
-            Ok(AlarmState::InsufficientData),
-            Err("unreachable"),
+            is(AlarmState::Ok),
+            is(AlarmState::InsufficientData),
+            AlarmRead::RegionDark("connection refused".into()),
+            AlarmRead::Unreadable("AccessDenied".into()),
         ] {
             let mut o = down();
             o.signal = vec![reading("us-west-2", "writes-failing-usw2", state)];
@@ -581,7 +714,7 @@ mod tests {
     fn vantage_gate_tells_a_degraded_link_from_a_dark_region() {
         // Errors only from the secondary; the primary's own writers are fine: the link.
         let mut o = down();
-        o.vantage = vec![reading("us-west-1", "writes-failing-usw1", Ok(AlarmState::Ok))];
+        o.vantage = vec![reading("us-west-1", "writes-failing-usw1", is(AlarmState::Ok))];
         let d = evaluate(&target(), &o, &policy(), now(), &[]);
         assert_eq!(verdict(&d, GateName::Vantage), Verdict::Block);
         assert!(d.reason.contains("inter-Region link"), "{}", d.reason);
@@ -592,7 +725,7 @@ mod tests {
         o.vantage = vec![reading(
             "us-west-1",
             "writes-failing-usw1",
-            Err("connection refused"),
+            AlarmRead::RegionDark("connection refused".into()),
         )];
         assert!(evaluate(&target(), &o, &policy(), now(), &[]).promote.is_some());
         let strict = PromotePolicy {
@@ -610,15 +743,48 @@ mod tests {
     }
 
     #[test]
+    fn a_vantage_alarm_a_reachable_region_cannot_give_blocks_and_is_named_whatever_else_agrees() {
+        for why in [
+            "alarm writes-failing-usw1 does not exist in us-west-1",
+            "AccessDenied: not authorized to perform cloudwatch:DescribeAlarms",
+            "Throttling: Rate exceeded (gave up: attempts exhausted)",
+        ] {
+            let mut o = down();
+            // One vantage point agrees; the other cannot be read although its Region answers.
+            o.vantage.push(reading(
+                "us-west-1",
+                "health-usw1",
+                AlarmRead::Unreadable(why.into()),
+            ));
+            let d = evaluate(&target(), &o, &policy(), now(), &[]);
+            assert_eq!(verdict(&d, GateName::Vantage), Verdict::Block, "{why}");
+            assert!(d.promote.is_none());
+            assert!(
+                d.reason.contains("health-usw1") && d.reason.contains(why),
+                "the reason names the alarm and the error: {}",
+                d.reason
+            );
+        }
+        // Alone, an unreadable alarm never counts as a dark Region.
+        let mut o = down();
+        o.vantage = vec![reading(
+            "us-west-1",
+            "writes-failing-usw1",
+            AlarmRead::Unreadable("does not exist".into()),
+        )];
+        assert!(evaluate(&target(), &o, &policy(), now(), &[]).promote.is_none());
+    }
+
+    #[test]
     fn data_loss_gate_holds_the_lag_bound_and_the_missing_lag_policy() {
         let mut o = down();
-        o.lag = Some((9.0, now()));
+        o.lag = lag(9.0, now());
         let d = evaluate(&target(), &o, &policy(), now(), &[]);
         assert_eq!(verdict(&d, GateName::DataLoss), Verdict::Block);
         assert!(d.reason.contains("exceeds"), "{}", d.reason);
 
         let mut o = down();
-        o.lag = None;
+        o.lag = LagRead::Missing;
         let d = evaluate(&target(), &o, &policy(), now(), &[]);
         assert!(d.promote.is_some());
         let gate = d
@@ -635,29 +801,116 @@ mod tests {
 
         // A lag measured long ago is no bound at all.
         let mut o = down();
-        o.lag = Some((0.1, now() - chrono::Duration::hours(2)));
+        o.lag = lag(0.1, now() - chrono::Duration::hours(2));
         let d = evaluate(&target(), &o, &block, now(), &[]);
         assert_eq!(verdict(&d, GateName::DataLoss), Verdict::Block);
+
+        // A Region that does not answer is missing data, for the policy to decide.
+        let mut o = down();
+        o.lag = LagRead::RegionDark("connection refused".into());
+        assert!(evaluate(&target(), &o, &policy(), now(), &[]).promote.is_some());
+        assert!(evaluate(&target(), &o, &block, now(), &[]).promote.is_none());
+    }
+
+    #[test]
+    fn a_lag_a_reachable_region_cannot_give_blocks_whatever_the_missing_lag_policy() {
+        let mut o = down();
+        o.lag = LagRead::Unreadable("AccessDenied: cloudwatch:GetMetricData".into());
+        let d = evaluate(&target(), &o, &policy(), now(), &[]);
+        assert_eq!(verdict(&d, GateName::DataLoss), Verdict::Block);
+        assert!(d.reason.contains("AccessDenied"), "{}", d.reason);
     }
 
     #[test]
     fn cooldown_gate_blocks_a_ping_pong() {
         let mut o = down();
-        o.last_failover = Some(now() - chrono::Duration::minutes(10));
+        o.events.last_failover = Some(now() - chrono::Duration::minutes(10));
         let d = evaluate(&target(), &o, &policy(), now(), &[]);
         assert_eq!(verdict(&d, GateName::Cooldown), Verdict::Block);
         assert!(d.promote.is_none());
-        o.last_failover = Some(now() - chrono::Duration::minutes(31));
+        o.events.last_failover = Some(now() - chrono::Duration::minutes(31));
         assert!(evaluate(&target(), &o, &policy(), now(), &[]).promote.is_some());
+    }
+
+    #[test]
+    fn events_a_reachable_region_cannot_give_block_the_cooldown_unless_the_policy_allows() {
+        let mut o = down();
+        o.events.unreadable = vec!["us-west-2: AccessDenied: elasticache:DescribeEvents".into()];
+        let d = evaluate(&target(), &o, &policy(), now(), &[]);
+        assert_eq!(verdict(&d, GateName::Cooldown), Verdict::Block);
+        assert!(d.reason.contains("AccessDenied"), "{}", d.reason);
+        let allow = PromotePolicy {
+            missing_events: MissingEvents::Allow,
+            ..policy()
+        };
+        let d = evaluate(&target(), &o, &allow, now(), &[]);
+        assert_eq!(verdict(&d, GateName::Cooldown), Verdict::Pass);
+        let gate = d
+            .gates
+            .iter()
+            .find(|g| g.name == GateName::Cooldown)
+            .expect("gate");
+        assert!(
+            gate.detail.contains("could not be read") && gate.detail.contains("allows"),
+            "{}",
+            gate.detail
+        );
+        // A recent failover that was read blocks, whatever could not be read elsewhere.
+        o.events.last_failover = Some(now() - chrono::Duration::minutes(1));
+        assert_eq!(
+            verdict(&evaluate(&target(), &o, &allow, now(), &[]), GateName::Cooldown),
+            Verdict::Block
+        );
+    }
+
+    #[test]
+    fn a_dark_regions_events_do_not_block_and_the_detail_says_what_was_read() {
+        let d = evaluate(&target(), &down(), &policy(), now(), &[]);
+        let gate = d
+            .gates
+            .iter()
+            .find(|g| g.name == GateName::Cooldown)
+            .expect("gate");
+        assert_eq!(gate.verdict, Verdict::Pass);
+        assert!(
+            gate.detail.contains("read in us-west-2") && gate.detail.contains("dark): us-west-1"),
+            "{}",
+            gate.detail
+        );
+    }
+
+    #[test]
+    fn reasons_name_gates_as_force_spells_them() {
+        let mut o = down();
+        o.lag = lag(9.0, now());
+        o.events.last_failover = Some(now());
+        let d = evaluate(&target(), &o, &policy(), now(), &[]);
+        assert!(
+            d.reason.starts_with("blocked by data_loss, cooldown: "),
+            "{}",
+            d.reason
+        );
+        let d = evaluate(
+            &target(),
+            &o,
+            &policy(),
+            now(),
+            &[GateName::DataLoss, GateName::Cooldown],
+        );
+        assert!(
+            d.reason.ends_with("with gates forced past: data_loss, cooldown"),
+            "{}",
+            d.reason
+        );
     }
 
     #[test]
     fn a_region_switch_plan_waives_signal_vantage_and_cooldown_but_never_state_or_data_loss() {
         // A planned switch: nothing fails, the primary looks healthy, a failover was recent.
         let mut planned = down();
-        planned.signal = vec![reading("us-west-2", "writes-failing-usw2", Ok(AlarmState::Ok))];
-        planned.vantage = vec![reading("us-west-1", "writes-failing-usw1", Ok(AlarmState::Ok))];
-        planned.last_failover = Some(now() - chrono::Duration::minutes(5));
+        planned.signal = vec![reading("us-west-2", "writes-failing-usw2", is(AlarmState::Ok))];
+        planned.vantage = vec![reading("us-west-1", "writes-failing-usw1", is(AlarmState::Ok))];
+        planned.events.last_failover = Some(now() - chrono::Duration::minutes(5));
         assert!(
             evaluate(&target(), &planned, &policy(), now(), &[])
                 .promote
@@ -668,7 +921,7 @@ mod tests {
         assert_eq!(d.forced, REGION_SWITCH_WAIVES.to_vec());
 
         let mut lagging = planned.clone();
-        lagging.lag = Some((9.0, now()));
+        lagging.lag = lag(9.0, now());
         let d = evaluate(&target(), &lagging, &policy(), now(), &REGION_SWITCH_WAIVES);
         assert_eq!(verdict(&d, GateName::DataLoss), Verdict::Block);
         assert!(d.promote.is_none());
@@ -788,8 +1041,8 @@ mod tests {
     #[test]
     fn force_skips_only_the_named_gates_and_says_so() {
         let mut o = down();
-        o.vantage = vec![reading("us-west-1", "writes-failing-usw1", Ok(AlarmState::Ok))];
-        o.last_failover = Some(now() - chrono::Duration::minutes(1));
+        o.vantage = vec![reading("us-west-1", "writes-failing-usw1", is(AlarmState::Ok))];
+        o.events.last_failover = Some(now() - chrono::Duration::minutes(1));
         let d = evaluate(&target(), &o, &policy(), now(), &[GateName::Vantage]);
         assert!(d.promote.is_none(), "cooldown still blocks");
         let d = evaluate(

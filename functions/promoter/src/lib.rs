@@ -17,8 +17,8 @@ use failover_core::ids::Region;
 use failover_core::intake::{self, IntakeError, Trigger};
 use failover_core::observed::{DatastoreView, Role};
 use failover_core::promote::{
-    self, AlarmReading, PromoteDecision, PromoteIntent, PromoteObserved, PromoterCommand, PromoterTriage,
-    Promotion, REGION_SWITCH_WAIVES,
+    self, AlarmRead, AlarmReading, EventsRead, LagRead, PromoteDecision, PromoteIntent, PromoteObserved,
+    PromoterCommand, PromoterTriage, Promotion, REGION_SWITCH_WAIVES,
 };
 use failover_core::region_switch::Activation;
 use failover_core::retry::{Budget, Deadline, RetryPolicy};
@@ -279,12 +279,14 @@ impl Promoter {
             .map(|m| m.region.clone())
             .unwrap_or_default();
         let probe = self.probe_budget(deadline);
+        // Fail closed: only a Region that does not answer at all is "dark"; an alarm a Region
+        // that answers cannot give (missing, denied, throttled) is a fault, never agreement.
         let read = |region: String, name: String| async move {
-            let state = self
-                .cloudwatch
-                .alarm_state(&region, &name, &probe)
-                .await
-                .map_err(|f| f.to_string());
+            let state = match self.cloudwatch.alarm_state(&region, &name, &probe).await {
+                Ok(s) => AlarmRead::Is(s),
+                Err(f) if f.region_dark() => AlarmRead::RegionDark(f.to_string()),
+                Err(f) => AlarmRead::Unreadable(f.to_string()),
+            };
             AlarmReading { region, name, state }
         };
         let signal_reads = self
@@ -312,31 +314,53 @@ impl Promoter {
             Duration::from_secs(1),
             &probe,
         );
-        let groups: Vec<String> = self
-            .cfg
-            .datastore
-            .members
-            .iter()
-            .map(|m| m.group.to_string())
-            .collect();
+        // Each member group's events, in the member's own Region, every page.
         let cooldown_window = self.cfg.policy.cooldown.max(Duration::from_secs(60));
-        let events = self
-            .elasticache
-            .iter()
-            .map(|(_, ec)| ec.last_failover(&groups, cooldown_window, &probe));
+        let events = self.cfg.datastore.members.iter().map(|m| {
+            let (region, group) = (m.region.to_string(), m.group.to_string());
+            let probe = &probe;
+            async move {
+                let result = match self.ec(&region) {
+                    Ok(ec) => ec.last_failover(&group, cooldown_window, probe).await,
+                    Err(e) => Err(AwsFault::service(
+                        "ElastiCache.DescribeEvents",
+                        None,
+                        e.to_string(),
+                        false,
+                    )),
+                };
+                (region, result)
+            }
+        });
         let (signal, vantage, lag, events) = tokio::join!(
             join_all(signal_reads),
             join_all(vantage_reads),
             lag,
             join_all(events)
         );
+        let lag = match lag {
+            Ok(Some((seconds, at))) => LagRead::Value { seconds, at },
+            Ok(None) => LagRead::Missing,
+            Err(f) if f.region_dark() => LagRead::RegionDark(f.to_string()),
+            Err(f) => LagRead::Unreadable(f.to_string()),
+        };
+        let mut read = EventsRead::default();
+        for (region, result) in events {
+            match result {
+                Ok(last) => {
+                    read.last_failover = read.last_failover.max(last);
+                    read.read.push(region);
+                }
+                Err(f) if f.region_dark() => read.dark.push(region),
+                Err(f) => read.unreadable.push(format!("{region}: {f}")),
+            }
+        }
         Ok(PromoteObserved {
             datastore,
             signal,
             vantage,
-            // A lag that cannot be read is "missing": the data-loss gate's policy decides.
-            lag: lag.ok().flatten(),
-            last_failover: events.into_iter().filter_map(Result::ok).flatten().max(),
+            lag,
+            events: read,
         })
     }
 

@@ -288,11 +288,36 @@ fn describe_events(lab: &LabState, region: &str, p: &HashMap<String, String>) ->
     let source = p.get("SourceIdentifier");
     let minutes: u64 = p.get("Duration").and_then(|d| d.parse().ok()).unwrap_or(60);
     let since = now_ms().saturating_sub(minutes * 60_000);
-    let events: String = lab
+    // Paged as AWS pages it: MaxRecords 20–100 (default 100), an opaque Marker for the next page.
+    let max: usize = match p.get("MaxRecords").map(|m| m.parse::<usize>()) {
+        None => 100,
+        Some(Ok(m)) if (20..=100).contains(&m) => m,
+        Some(_) => {
+            return Err(ApiError::new(
+                400,
+                "InvalidParameterValue",
+                "MaxRecords must be between 20 and 100",
+            ));
+        }
+    };
+    let from: usize = match p
+        .get("Marker")
+        .map(|m| m.strip_prefix("lab-").and_then(|n| n.parse().ok()))
+    {
+        None => 0,
+        Some(Some(n)) => n,
+        Some(None) => return Err(ApiError::new(400, "InvalidParameterValue", "invalid Marker")),
+    };
+    let matching: Vec<crate::LabEvent> = lab
         .events()
-        .iter()
+        .into_iter()
         .rev()
         .filter(|e| e.region == region && e.at_ms >= since && source.is_none_or(|s| s == &e.source))
+        .collect();
+    let events: String = matching
+        .iter()
+        .skip(from)
+        .take(max)
         .map(|e| {
             format!(
                 "<Event><SourceIdentifier>{}</SourceIdentifier><SourceType>{}</SourceType><Message>{}</Message><Date>{}</Date></Event>",
@@ -305,7 +330,15 @@ fn describe_events(lab: &LabState, region: &str, p: &HashMap<String, String>) ->
             )
         })
         .collect();
-    Ok(ok("DescribeEvents", &format!("<Events>{events}</Events>")))
+    let marker = if from + max < matching.len() {
+        format!("<Marker>lab-{}</Marker>", from + max)
+    } else {
+        String::new()
+    };
+    Ok(ok(
+        "DescribeEvents",
+        &format!("{marker}<Events>{events}</Events>"),
+    ))
 }
 
 #[cfg(test)]

@@ -328,7 +328,9 @@ impl LabState {
         lock(&self.requests).push(r);
     }
 
-    pub(crate) fn event(&self, region: &str, source: &str, message: &str) {
+    /// Records an ElastiCache event of replication group `source` in `region` (what
+    /// `DescribeEvents` returns there), as ElastiCache would — or as a test adds noise.
+    pub fn event(&self, region: &str, source: &str, message: &str) {
         lock(&self.events).push(LabEvent {
             region: region.to_owned(),
             source: source.to_owned(),

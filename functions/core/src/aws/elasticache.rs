@@ -67,6 +67,9 @@ impl ElastiCache {
 
 const FAILOVER: &str = "ElastiCache.FailoverGlobalReplicationGroup";
 const EVENTS: &str = "ElastiCache.DescribeEvents";
+/// Pages of `DescribeEvents` (100 events each) read before giving up: 20 000 events of one group
+/// in the window is no account's normal.
+const MAX_EVENT_PAGES: usize = 200;
 
 impl ElastiCache {
     /// `FailoverGlobalReplicationGroup`, promoting `group` in `region`. Not retried on a
@@ -97,41 +100,64 @@ impl ElastiCache {
         .await
     }
 
-    /// The newest failover or promotion event for any of `groups` within `window` (this client's
-    /// Region only: call it once per member Region).
+    /// The newest failover or promotion event of replication group `group` within `window`,
+    /// from this client's Region (call it once per member, in the member's Region). Reads every
+    /// page: in a busy account a failover ten minutes ago can sit on the second one.
     pub async fn last_failover(
         &self,
-        groups: &[String],
+        group: &str,
         window: std::time::Duration,
         budget: &Budget,
     ) -> Result<Option<chrono::DateTime<chrono::Utc>>, AwsFault> {
         let minutes = i32::try_from(window.as_secs().div_ceil(60).clamp(1, 20_160)).unwrap_or(20_160);
-        let done = retry::run(EVENTS, budget, || async {
-            let out = self
-                .client
-                .describe_events()
-                .source_type(aws_sdk_elasticache::types::SourceType::ReplicationGroup)
-                .duration(minutes)
-                .send()
-                .await
-                .map_err(|e| AwsFault::from_sdk(EVENTS, &e))?;
-            Ok(out
-                .events()
-                .iter()
-                .filter(|e| {
-                    e.source_identifier()
-                        .is_some_and(|s| groups.iter().any(|g| g == s))
-                })
-                .filter(|e| {
-                    e.message().is_some_and(|m| {
-                        let m = m.to_ascii_lowercase();
-                        m.contains("failover") || m.contains("promoted")
-                    })
-                })
-                .filter_map(|e| chrono::DateTime::from_timestamp_millis(e.date()?.to_millis().ok()?))
-                .max())
-        })
-        .await?;
-        Ok(done.value)
+        let mut newest = None;
+        let mut marker: Option<String> = None;
+        for _ in 0..MAX_EVENT_PAGES {
+            let done = retry::run(EVENTS, budget, || {
+                let marker = marker.clone();
+                async move {
+                    let out = self
+                        .client
+                        .describe_events()
+                        .source_type(aws_sdk_elasticache::types::SourceType::ReplicationGroup)
+                        .source_identifier(group)
+                        .duration(minutes)
+                        .max_records(100)
+                        .set_marker(marker)
+                        .send()
+                        .await
+                        .map_err(|e| AwsFault::from_sdk(EVENTS, &e))?;
+                    let page_newest = out
+                        .events()
+                        .iter()
+                        .filter(|e| e.source_identifier() == Some(group))
+                        .filter(|e| {
+                            e.message().is_some_and(|m| {
+                                let m = m.to_ascii_lowercase();
+                                m.contains("failover") || m.contains("promoted")
+                            })
+                        })
+                        .filter_map(|e| chrono::DateTime::from_timestamp_millis(e.date()?.to_millis().ok()?))
+                        .max();
+                    Ok((
+                        page_newest,
+                        out.marker().filter(|m| !m.is_empty()).map(str::to_owned),
+                    ))
+                }
+            })
+            .await?;
+            let (page_newest, next) = done.value;
+            newest = newest.max(page_newest);
+            match next {
+                Some(m) => marker = Some(m),
+                None => return Ok(newest),
+            }
+        }
+        Err(AwsFault::service(
+            EVENTS,
+            Some("TooManyPages".into()),
+            format!("more than {MAX_EVENT_PAGES} pages of events for {group}: not all could be read"),
+            false,
+        ))
     }
 }

@@ -15,8 +15,9 @@ use crate::ids::{Region, ReplicationGroupId};
 use crate::intake::{AlarmState, Trigger};
 use crate::observed::{DatastoreView, MemberView, Role};
 use crate::promote::{
-    AlarmReading, GateName, MissingLag, PromoteDecision, PromoteIntent, PromoteObserved, PromotePolicy,
-    PromoterCommand, PromoterTriage, Promotion, Verdict, evaluate, triage,
+    AlarmRead, AlarmReading, EventsRead, GateName, LagRead, MissingEvents, MissingLag, PromoteDecision,
+    PromoteIntent, PromoteObserved, PromotePolicy, PromoterCommand, PromoterTriage, Promotion, Verdict,
+    evaluate, triage,
 };
 use crate::switch::CommandRejected;
 
@@ -64,14 +65,24 @@ fn policy() -> impl Strategy<Value = PromotePolicy> {
         ],
         0..=4usize,
         any::<bool>(),
+        prop_oneof![Just(MissingEvents::Allow), Just(MissingEvents::Block)],
     )
         .prop_map(
-            |(max_lag_seconds, lag_max_age, missing_lag, cooldown_minutes, vantage_required, unreachable)| {
+            |(
+                max_lag_seconds,
+                lag_max_age,
+                missing_lag,
+                cooldown_minutes,
+                vantage_required,
+                unreachable,
+                missing_events,
+            )| {
                 PromotePolicy {
                     max_lag_seconds,
                     lag_max_age: Duration::from_secs(lag_max_age),
                     missing_lag,
                     cooldown: Duration::from_secs(cooldown_minutes * 60),
+                    missing_events,
                     vantage_required,
                     unreachable_vantage_agrees: unreachable,
                 }
@@ -86,12 +97,13 @@ fn target() -> impl Strategy<Value = Promotion> {
     })
 }
 
-fn reading_state() -> impl Strategy<Value = Result<AlarmState, String>> {
+fn reading_state() -> impl Strategy<Value = AlarmRead> {
     prop_oneof![
-        5 => Just(Ok(AlarmState::Alarm)),
-        2 => Just(Ok(AlarmState::Ok)),
-        1 => Just(Ok(AlarmState::InsufficientData)),
-        2 => Just(Err("CloudWatch unreachable".to_owned())),
+        5 => Just(AlarmRead::Is(AlarmState::Alarm)),
+        2 => Just(AlarmRead::Is(AlarmState::Ok)),
+        1 => Just(AlarmRead::Is(AlarmState::InsufficientData)),
+        2 => Just(AlarmRead::RegionDark("connection refused".to_owned())),
+        1 => Just(AlarmRead::Unreadable("alarm does not exist".to_owned())),
     ]
 }
 
@@ -168,7 +180,7 @@ fn datastore(target: &Promotion) -> impl Strategy<Value = DatastoreView> + use<>
         )
 }
 
-fn lag() -> impl Strategy<Value = Option<(f64, DateTime<Utc>)>> {
+fn lag() -> impl Strategy<Value = LagRead> {
     let value = prop_oneof![
         4 => 0.0f64..10.0,
         2 => prop::sample::select(&[0.5f64, 1.0, 5.0][..]),
@@ -176,26 +188,38 @@ fn lag() -> impl Strategy<Value = Option<(f64, DateTime<Utc>)>> {
         1 => Just(f64::INFINITY),
         1 => -5.0f64..0.0,
     ];
-    prop::option::weighted(0.8, (value, age_ms()).prop_map(|(v, ms)| (v, ago(ms))))
+    prop_oneof![
+        8 => (value, age_ms()).prop_map(|(seconds, ms)| LagRead::Value { seconds, at: ago(ms) }),
+        1 => Just(LagRead::Missing),
+        1 => Just(LagRead::RegionDark("timeout".to_owned())),
+        1 => Just(LagRead::Unreadable("AccessDenied".to_owned())),
+    ]
+}
+
+fn events() -> impl Strategy<Value = EventsRead> {
+    (
+        prop::option::weighted(0.5, age_ms().prop_map(ago)),
+        prop::collection::vec(prop::sample::select(&["us-west-1", "us-west-2"][..]), 0..=2),
+        prop::collection::vec(prop::sample::select(&["eu-west-1: AccessDenied"][..]), 0..=1),
+    )
+        .prop_map(|(last_failover, dark, unreadable)| EventsRead {
+            last_failover,
+            read: vec!["us-west-2".to_owned()],
+            dark: dark.into_iter().map(str::to_owned).collect(),
+            unreadable: unreadable.into_iter().map(str::to_owned).collect(),
+        })
 }
 
 fn observed_for(target: &Promotion) -> impl Strategy<Value = PromoteObserved> + use<> {
-    (
-        datastore(target),
-        readings(3),
-        readings(4),
-        lag(),
-        prop::option::weighted(0.5, age_ms().prop_map(ago)),
+    (datastore(target), readings(3), readings(4), lag(), events()).prop_map(
+        |(datastore, signal, vantage, lag, events)| PromoteObserved {
+            datastore,
+            signal,
+            vantage,
+            lag,
+            events,
+        },
     )
-        .prop_map(
-            |(datastore, signal, vantage, lag, last_failover)| PromoteObserved {
-                datastore,
-                signal,
-                vantage,
-                lag,
-                last_failover,
-            },
-        )
 }
 
 fn force() -> impl Strategy<Value = Vec<GateName>> {
@@ -220,25 +244,38 @@ fn should_pass(target: &Promotion, o: &PromoteObserved, p: &PromotePolicy) -> BT
                 && m.region == target.region.as_str()
                 && m.status.eq_ignore_ascii_case("associated")
         });
-    let signal = !o.signal.is_empty() && o.signal.iter().all(|a| a.state == Ok(AlarmState::Alarm));
+    let signal = !o.signal.is_empty()
+        && o.signal
+            .iter()
+            .all(|a| a.state == AlarmRead::Is(AlarmState::Alarm));
+    // Fail closed: an alarm a Region that answers cannot give is never agreement, and blocks.
     let agreeing = o
         .vantage
         .iter()
         .filter(|a| match a.state {
-            Ok(s) => s == AlarmState::Alarm,
-            Err(_) => p.unreachable_vantage_agrees,
+            AlarmRead::Is(s) => s == AlarmState::Alarm,
+            AlarmRead::RegionDark(_) => p.unreachable_vantage_agrees,
+            AlarmRead::Unreadable(_) => false,
         })
         .count();
-    let vantage = agreeing >= p.vantage_required.max(1);
+    let any_unreadable = o
+        .vantage
+        .iter()
+        .any(|a| matches!(a.state, AlarmRead::Unreadable(_)));
+    let vantage = !any_unreadable && agreeing >= p.vantage_required.max(1);
     let max_age = chrono::Duration::from_std(p.lag_max_age).expect("bounded");
     let data_loss = match o.lag {
-        Some((lag, at)) if at <= now() && now() - at <= max_age => lag <= p.max_lag_seconds,
+        LagRead::Value { seconds, at } if at <= now() && now() - at <= max_age => {
+            seconds <= p.max_lag_seconds
+        }
+        LagRead::Unreadable(_) => false,
         _ => p.missing_lag == MissingLag::Allow,
     };
-    let cooldown = o.last_failover.is_none_or(|at| {
+    let recent = o.events.last_failover.is_some_and(|at| {
         let since = (now() - at).max(chrono::Duration::zero());
-        since >= chrono::Duration::from_std(p.cooldown).expect("bounded")
+        since < chrono::Duration::from_std(p.cooldown).expect("bounded")
     });
+    let cooldown = !recent && (o.events.unreadable.is_empty() || p.missing_events == MissingEvents::Allow);
     BTreeMap::from([
         (GateName::State, state),
         (GateName::Signal, signal),
