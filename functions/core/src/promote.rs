@@ -323,6 +323,14 @@ pub fn evaluate(
              read is a configuration fault, not a dark Region",
             describe(&unreadable.into_iter().cloned().collect::<Vec<_>>())
         )
+    } else if observed.vantage.is_empty() {
+        match ds.primaries().next() {
+            Some(p) => format!(
+                "no vantage alarm is configured for the primary Region {} (VANTAGE_ALARMS)",
+                p.region
+            ),
+            None => "the datastore reports no PRIMARY member: there is no primary Region to read".to_owned(),
+        }
     } else if vantage_ok {
         format!(
             "{agreeing} vantage point(s) agree the primary Region is down: {}",
@@ -773,6 +781,18 @@ mod tests {
             AlarmRead::Unreadable("does not exist".into()),
         )];
         assert!(evaluate(&target(), &o, &policy(), now(), &[]).promote.is_none());
+    }
+
+    #[test]
+    fn with_no_vantage_point_to_read_the_reason_says_why() {
+        let mut o = down();
+        o.vantage.clear();
+        let d = evaluate(&target(), &o, &policy(), now(), &[]);
+        assert_eq!(verdict(&d, GateName::Vantage), Verdict::Block);
+        assert!(d.reason.contains("for the primary Region us-west-1"), "{}", d.reason);
+        o.datastore.members[0].role = Role::Secondary;
+        let d = evaluate(&target(), &o, &policy(), now(), &[]);
+        assert!(d.reason.contains("no PRIMARY member"), "{}", d.reason);
     }
 
     #[test]
