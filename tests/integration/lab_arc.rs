@@ -354,3 +354,57 @@ async fn a_duplicated_promotion_in_arc_mode_flips_once() {
     seen.sort();
     assert_eq!(seen, ["no_op", "switched"]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_conflict_that_names_no_safety_rule_is_tried_again_until_the_flip_lands() {
+    // A routing control's wait period: right after the failover's flip, the failback's flip gets
+    // ARC's generic "conflict, try again" for a while. It is not a safety rule: the switch reads
+    // again and retries within its deadline, and writers follow.
+    let lab = start_lab(arc_lab_config).await;
+    failover_via_sdk(&lab, "us-west-2")
+        .await
+        .expect("failover starts");
+    controls_are(&lab, "us-west-2").await;
+    lab.state
+        .arc
+        .set_wait_period(std::time::Duration::from_millis(2_500));
+    eventually(LIMIT, "the datastore to settle", || async {
+        (lab.state.gds().status == "available" && lab.state.functions_idle()).then_some(())
+    })
+    .await;
+    failover_via_sdk(&lab, "us-west-1")
+        .await
+        .expect("failback starts");
+    controls_are(&lab, "us-west-1").await;
+    eventually(LIMIT, "the switch to finish", || async {
+        lab.state.functions_idle().then_some(())
+    })
+    .await;
+    let audit = lab
+        .state
+        .audits()
+        .into_iter()
+        .find(|a| a["function_region"] == "us-west-1")
+        .expect("the failback's switch");
+    assert_eq!(audit["outcome"], "switched", "{audit:#}");
+    let updates: Vec<&serde_json::Value> = audit["triggers"][0]["actions"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter(|x| x["action"] == "arc.update_routing_control_states")
+                .collect()
+        })
+        .unwrap_or_default();
+    assert!(updates.len() >= 2, "a conflict, then the flip: {updates:#?}");
+    assert!(
+        updates[0]["detail"]["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("ConflictException") && e.contains("Try again")),
+        "{:#}",
+        updates[0]
+    );
+    assert_eq!(
+        updates.last().map(|u| u["ok"].clone()),
+        Some(serde_json::json!(true))
+    );
+}

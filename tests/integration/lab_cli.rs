@@ -170,6 +170,7 @@ fn every_command_lab_help_documents_works_against_a_running_lab() {
     assert_eq!(arc["endpoints"][1]["mode"]["slow"]["ms"], 100);
     cli.run(&["arc", "0", "ok"]);
     assert!(cli.run(&["arc", "changes"]).is_array());
+    assert_eq!(cli.run(&["arc", "wait-period", "0"])["wait_period_ms"], 0);
 
     cli.run(&["alarms"]);
     assert_eq!(cli.run(&["alarm-delivery", "sns"])["alarm_delivery"], "sns");

@@ -789,7 +789,11 @@ mod tests {
         o.vantage.clear();
         let d = evaluate(&target(), &o, &policy(), now(), &[]);
         assert_eq!(verdict(&d, GateName::Vantage), Verdict::Block);
-        assert!(d.reason.contains("for the primary Region us-west-1"), "{}", d.reason);
+        assert!(
+            d.reason.contains("for the primary Region us-west-1"),
+            "{}",
+            d.reason
+        );
         o.datastore.members[0].role = Role::Secondary;
         let d = evaluate(&target(), &o, &policy(), now(), &[]);
         assert!(d.reason.contains("no PRIMARY member"), "{}", d.reason);

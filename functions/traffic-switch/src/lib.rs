@@ -55,6 +55,8 @@ pub enum SwitchError {
     RecordKeptChanging(u32),
     #[error("safety rule: {0}")]
     SafetyRuleRejected(String),
+    #[error("ARC kept answering \"conflict, try again\" until the deadline: {0}")]
+    ArcConflict(String),
     #[error("{0}")]
     ArcUnreachable(String),
 }
@@ -62,8 +64,15 @@ pub enum SwitchError {
 impl From<ArcFailure> for SwitchError {
     fn from(f: ArcFailure) -> Self {
         match &f {
-            ArcFailure::Rejected { fault, .. } if fault.is_code("ConflictException") => {
+            ArcFailure::Rejected { fault, .. }
+                if fault.is_code("ConflictException")
+                    && failover_core::aws::arc::names_safety_rule(&fault.message) =>
+            {
                 SwitchError::SafetyRuleRejected(f.to_string())
+            }
+            // ARC's generic "conflict, try again" (a control's wait period, concurrent changes).
+            ArcFailure::Rejected { fault, .. } if fault.is_code("ConflictException") => {
+                SwitchError::ArcConflict(f.to_string())
             }
             ArcFailure::Rejected { fault, .. } => SwitchError::Aws(fault.clone()),
             ArcFailure::Unreachable { .. } => SwitchError::ArcUnreachable(f.to_string()),
@@ -81,6 +90,7 @@ impl ReportsError for SwitchError {
             SwitchError::NotStable(_) => "DatastoreNotStable",
             SwitchError::RecordKeptChanging(_) => "RecordKeptChanging",
             SwitchError::SafetyRuleRejected(_) => "SafetyRuleRejected",
+            SwitchError::ArcConflict(_) => "ArcConflict",
             SwitchError::ArcUnreachable(_) => "ArcUnreachable",
         }
     }
@@ -720,8 +730,20 @@ impl TrafficSwitch {
                     if moves >= MAX_MOVES {
                         return Err(SwitchError::RecordKeptChanging(moves));
                     }
-                    self.flip(&flip, deadline, report).await?;
-                    wrote = true;
+                    match self.flip(&flip, deadline, report).await {
+                        Ok(()) => wrote = true,
+                        // "Conflict, try again": read again after a pause and decide again, as
+                        // long as the deadline allows (the state may have moved meanwhile).
+                        Err(SwitchError::ArcConflict(why)) => {
+                            let poll = self.cfg.stable_poll_interval;
+                            if deadline.remaining() <= poll + 2 * self.retry.attempt_timeout {
+                                return Err(SwitchError::ArcConflict(why));
+                            }
+                            tracing::warn!(%why, "ARC answered conflict; trying again");
+                            tokio::time::sleep(poll).await;
+                        }
+                        Err(e) => return Err(e),
+                    }
                 }
                 Plan::Switch { change, reason } => {
                     moves += u32::from(wrote);

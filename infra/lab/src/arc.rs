@@ -125,6 +125,11 @@ pub struct ArcState {
     changes: Mutex<Vec<StateChange>>,
     /// Added to every request on every endpoint before it is handled.
     latency: Mutex<std::time::Duration>,
+    /// After a control changes, further changes to it fail this long with ARC's generic
+    /// `ConflictException` (a routing control's wait period).
+    wait_period: Mutex<std::time::Duration>,
+    /// When each control last changed (epoch ms).
+    changed_at: Mutex<BTreeMap<String, u64>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -144,6 +149,11 @@ impl ArcState {
 
     pub fn requests(&self) -> Vec<ApiRequest> {
         lock(&self.requests).clone()
+    }
+
+    /// Sets the wait period after a change during which a control cannot change again (zero: none).
+    pub fn set_wait_period(&self, wait: std::time::Duration) {
+        *lock(&self.wait_period) = wait;
     }
 
     /// Delays every request on every endpoint by `latency` before it is handled (zero: none).
@@ -427,6 +437,23 @@ fn update(
     for (arn, on) in changes {
         next.insert(arn.clone(), *on);
     }
+    // A control still in its wait period cannot change: ARC's generic "conflict, try again".
+    let wait = u64::try_from(lock(&arc.wait_period).as_millis()).unwrap_or(u64::MAX);
+    let now = now_ms();
+    if wait > 0 {
+        let changed_at = lock(&arc.changed_at);
+        if let Some((arn, _)) = changes.iter().find(|(arn, on)| {
+            states.get(arn) != Some(on) && changed_at.get(arn).is_some_and(|t| now.saturating_sub(*t) < wait)
+        }) {
+            return Err(ArcError::new(
+                409,
+                "ConflictException",
+                format!(
+                    "There was a conflict with this request. Try again. ({arn} changed less than {wait} ms ago)"
+                ),
+            ));
+        }
+    }
     if let Some(rule) = arc
         .rules
         .iter()
@@ -444,9 +471,17 @@ fn update(
             ),
         ));
     }
+    {
+        let mut changed_at = lock(&arc.changed_at);
+        for (arn, on) in changes {
+            if states.get(arn) != Some(on) {
+                changed_at.insert(arn.clone(), now);
+            }
+        }
+    }
     lock(&arc.changes).push(StateChange {
         received_ms,
-        at_ms: now_ms(),
+        at_ms: now,
         endpoint: endpoint_region(ep.index).into(),
         trace: trace.map(str::to_owned),
         set: changes.iter().cloned().collect(),
@@ -521,6 +556,8 @@ pub async fn start(regions: &[String], primary: &str, spare: bool) -> Result<Arc
         requests: Mutex::new(Vec::new()),
         changes: Mutex::new(Vec::new()),
         latency: Mutex::new(std::time::Duration::ZERO),
+        wait_period: Mutex::new(std::time::Duration::ZERO),
+        changed_at: Mutex::new(BTreeMap::new()),
     });
     let mut tasks = Vec::new();
     let mut endpoints = Vec::new();

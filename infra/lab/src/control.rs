@@ -55,6 +55,7 @@ pub fn router(lab: Arc<LabState>, zone: String) -> Router {
             "/arc/changes",
             get(|State(c): State<Ctl>| async move { Json(json!(c.lab.arc.changes())) }),
         )
+        .route("/arc/wait-period", post(arc_wait_period))
         .route("/arc/{endpoint}/{mode}", post(arc_mode))
         .route("/route53", get(route53_state))
         .route(
@@ -378,4 +379,9 @@ async fn latency(State(c): State<Ctl>, Json(b): Json<LatencyBody>) -> Response {
         }
     }
     Json(json!({"service": b.service, "action": b.action, "latency_ms": b.ms})).into_response()
+}
+
+async fn arc_wait_period(State(c): State<Ctl>, Json(b): Json<Ms>) -> Json<Value> {
+    c.lab.arc.set_wait_period(std::time::Duration::from_millis(b.ms));
+    Json(json!({"wait_period_ms": b.ms}))
 }

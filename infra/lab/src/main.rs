@@ -24,6 +24,7 @@ lab alarms                     CloudWatch alarms and their states
 lab alarm-delivery event_bridge|sns   how alarm state changes reach the functions
 lab arc <0-4|region> ok|refuse|hang|error5xx|throttle|slow:<ms>   an ARC cluster endpoint's behaviour
 lab arc changes                every routing-control change the cluster applied
+lab arc wait-period <ms>       after a control changes, changes to it fail this long (ConflictException)
 lab route53                    the writer record, armed faults, latencies, propagation delay
 lab route53 changes            every change batch Route 53 applied, with its time and trace
 lab route53 fault <operation> throttling|prior_request_not_complete|error5xx|hang|lost|slow:<ms> [times]
@@ -219,6 +220,11 @@ fn ctl(args: &[String]) -> Result<Value, String> {
         }
         ["arc"] => call("GET", "/arc", None),
         ["arc", "changes"] => call("GET", "/arc/changes", None),
+        ["arc", "wait-period", ms] => call(
+            "POST",
+            "/arc/wait-period",
+            Some(json!({"ms": ms.parse::<u64>().map_err(|e| e.to_string())?})),
+        ),
         ["arc", endpoint, mode] => call("POST", &format!("/arc/{endpoint}/{mode}"), None),
         ["route53"] => call("GET", "/route53", None),
         ["route53", "changes"] => call("GET", "/route53/changes", None),

@@ -293,6 +293,17 @@ impl ArcCluster {
     }
 }
 
+/// Whether a `ConflictException`'s message names a safety rule: the cluster refusing a change its
+/// rules forbid, which no retry changes. Any other conflict is ARC's "there was a conflict with
+/// this request, try again" (a routing control's wait period running, concurrent changes).
+pub fn names_safety_rule(message: &str) -> bool {
+    let m = message.to_ascii_lowercase();
+    m.contains("/safetyrule/")
+        || m.contains("safety rule")
+        || m.contains("assertion rule")
+        || m.contains("gating rule")
+}
+
 /// The control panel all of `arns` belong to (`…:controlpanel/<id>/routingcontrol/<id>`), if they
 /// share one: the listing is then limited to it. Otherwise the whole cluster is listed.
 fn control_panel_of(arns: &[String]) -> Option<String> {
@@ -309,6 +320,25 @@ fn control_panel_of(arns: &[String]) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::control_panel_of;
+
+    #[test]
+    fn a_conflict_is_a_safety_rule_only_when_its_message_names_one() {
+        use super::names_safety_rule;
+        for rule in [
+            "the change violates safety rule at-most-one-on (arn:aws:route53-recovery-control::1:controlpanel/p/safetyrule/r)",
+            "Cannot update: assertion rule arn:aws:route53-recovery-control::1:controlpanel/p/safetyrule/abc is violated",
+            "gating rule blocks this change",
+        ] {
+            assert!(names_safety_rule(rule), "{rule}");
+        }
+        for other in [
+            "There was a conflict with this request. Try again.",
+            "routing control is in its wait period",
+            "",
+        ] {
+            assert!(!names_safety_rule(other), "{other}");
+        }
+    }
 
     #[test]
     fn controls_of_one_panel_limit_the_listing_to_it_and_mixed_panels_list_everything() {
