@@ -433,3 +433,40 @@ async fn a_lag_the_target_region_refuses_to_give_blocks_whatever_missing_lag_say
         "{why}"
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_region_switch_step_it_cannot_read_makes_no_aws_call_and_fails_naming_the_field() {
+    let step: serde_json::Value = serde_json::from_str(&fixture("region-switch-step.json")).expect("json");
+    for (field, held) in [
+        ("activateRegion", serde_json::json!(7)),
+        ("activateRegion", serde_json::json!(["us-west-2"])),
+        ("deactivateRegion", serde_json::json!("Oregon")),
+        ("activateRegion", serde_json::json!("")),
+        ("action", serde_json::json!("postRecovery")),
+        ("action", serde_json::json!("deactivate")),
+        ("regionToRun", serde_json::json!("deactivatingRegion")),
+        ("regionToRun", serde_json::json!(null)),
+    ] {
+        // Every call the step could make would be answered: only the refusal can keep them at zero.
+        let (describe, failover, events) = (primary_is(USW1), ok_failover(), no_events());
+        let (a, lag) = (alarm(StateValue::Ok), no_lag());
+        let p = promoter(&[&describe, &failover, &events], cloudwatch(&[&a, &lag]));
+        let mut payload = step.clone();
+        payload[field] = held.clone();
+        let inv = invoke_promoter(&p, &payload.to_string()).await;
+        let err = inv.result.expect_err("refused");
+        assert_eq!(err.error_type(), "Refused", "{field}: {err}");
+        let message = err.to_string();
+        assert!(
+            message.contains(field) && message.contains(&held.to_string()),
+            "{message}"
+        );
+        assert_eq!(inv.audit.outcome, Outcome::Failed);
+        let calls = describe.num_calls()
+            + failover.num_calls()
+            + events.num_calls()
+            + a.num_calls()
+            + lag.num_calls();
+        assert_eq!(calls, 0, "{field}: {held}");
+    }
+}

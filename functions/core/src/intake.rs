@@ -116,7 +116,8 @@ pub enum Trigger<C> {
         time: String,
     },
     /// A custom-action Lambda step of an ARC Region switch plan execution.
-    RegionSwitch(crate::region_switch::RegionSwitchStep),
+    /// Boxed: what its fields held makes it the largest trigger by far.
+    RegionSwitch(Box<crate::region_switch::RegionSwitchStep>),
     Command(C),
 }
 
@@ -161,7 +162,7 @@ pub fn parse_event<C: DeserializeOwned>(raw: &str) -> Result<Vec<Trigger<C>>, In
         return parse_direct_alarm(&obj).map(|a| vec![Trigger::Alarm(a)]);
     }
     if let Some(step) = crate::region_switch::parse(&obj) {
-        return Ok(vec![Trigger::RegionSwitch(step)]);
+        return Ok(vec![Trigger::RegionSwitch(Box::new(step))]);
     }
     // Quoted, so that an empty or blank key is still seen in the message.
     let mut keys: Vec<String> = obj.keys().take(8).map(|k| format!("{k:?}")).collect();

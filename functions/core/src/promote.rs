@@ -501,7 +501,7 @@ pub enum PromoteIntent {
     /// *automatic* decision ([`REGION_SWITCH_WAIVES`]) are waived and reported as forced; `state`
     /// and `data_loss` still hold. Success means the Region is primary: the plan's next steps rely
     /// on it, and a step that runs out of time fails so that Region switch retries it.
-    RegionSwitch { step: RegionSwitchStep },
+    RegionSwitch { step: Box<RegionSwitchStep> },
 }
 
 /// The gates a Region switch plan execution stands in for: it is an operator's (or its trigger's)

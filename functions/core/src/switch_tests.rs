@@ -454,6 +454,46 @@ fn a_region_switch_step_moves_writers_to_the_primary_not_to_the_region_its_paylo
 }
 
 #[test]
+fn a_region_switch_step_the_promoter_would_refuse_still_only_moves_writers_to_the_primary() {
+    // The switch reads no Region, action or regionToRun from the payload: whatever they hold, a
+    // plan step makes it follow the datastore, which is harmless in any workflow.
+    for fields in [
+        serde_json::json!({"activateRegion": 7}),
+        serde_json::json!({"activateRegion": ["us-west-1"], "targetRegion": {"r": "us-west-1"}}),
+        serde_json::json!({"activateRegion": "eu-west-1"}),
+        serde_json::json!({"action": "deactivate", "targetRegion": "us-west-2"}),
+        serde_json::json!({"action": "postRecovery"}),
+        serde_json::json!({"regionToRun": "deactivatingRegion", "deactivateRegion": ""}),
+    ] {
+        let mut raw = fields.clone();
+        raw["planArn"] = "arn:aws:arc-region-switch::123456789012:plan/sessions:abc123".into();
+        let Ok(triggers) = crate::intake::parse_event::<SwitchCommand>(&raw.to_string()) else {
+            panic!("{fields}: a Region switch step must parse");
+        };
+        let [trigger] = triggers.as_slice() else {
+            panic!("{triggers:?}")
+        };
+        let intent = act(trigger);
+        assert!(
+            matches!(intent, Intent::FollowPrimary { .. }),
+            "{fields}: {intent:?}"
+        );
+        let plan = decide(
+            &intent,
+            &observed("available", "sessions-usw2", cname(EP1)),
+            &cfg(),
+        );
+        assert_eq!(switched_to(&plan), EP2, "{fields}");
+        let settled = decide(
+            &intent,
+            &observed("available", "sessions-usw2", cname(EP2)),
+            &cfg(),
+        );
+        assert!(matches!(settled, Plan::NoOp { .. }), "{fields}: {settled:?}");
+    }
+}
+
+#[test]
 fn a_manual_switch_to_a_secondary_is_refused() {
     let plan = decide(
         &act(&switch_cmd("us-west-2", true, None, None)),

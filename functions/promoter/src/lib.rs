@@ -389,9 +389,11 @@ impl Promoter {
                     .iter()
                     .map(|m| m.region.clone())
                     .collect();
+                // Refused here, before any AWS call: a payload the step does not understand moves
+                // nothing.
                 let activation = step
                     .region_to_activate(own, &members)
-                    .map_err(PromoterError::Refused)?;
+                    .map_err(|r| PromoterError::Refused(r.to_string()))?;
                 let region = activation.region.clone();
                 report.activation = Some(activation);
                 (region, false, REGION_SWITCH_WAIVES.to_vec(), true)

@@ -524,6 +524,19 @@ fn command() -> BoxedStrategy<Value> {
         .boxed()
 }
 
+/// Whether `v` has the key `key` at any depth (`key` cut short with `…`: a key it starts).
+fn has_key(v: &Value, key: &str) -> bool {
+    let matches = |k: &str| match key.strip_suffix('…') {
+        Some(head) => k.starts_with(head),
+        None => k == key,
+    };
+    match v {
+        Value::Object(m) => m.iter().any(|(k, v)| matches(k) || has_key(v, key)),
+        Value::Array(items) => items.iter().any(|v| has_key(v, key)),
+        _ => false,
+    }
+}
+
 /// Region switch steps, the plan ARN right or not, nested a few levels down.
 fn region_switch_step() -> BoxedStrategy<Value> {
     (
@@ -538,29 +551,40 @@ fn region_switch_step() -> BoxedStrategy<Value> {
             ]),
         ]),
         field(one_of(&["2f6e1c9a"])),
-        field(one_of(&["activate", "deactivate", "Activate"])),
+        field(one_of(&["activate", "deactivate", "Activate", "postRecovery"])),
         field(one_of(&["us-west-2", "us-west-1", "US-WEST-2"])),
         field(one_of(&["us-west-1"])),
+        sometimes(one_of(&["us-west-2", "us-west-1", "eu-west-1"])),
+        sometimes(one_of(&[
+            "activatingRegion",
+            "activeRegion",
+            "deactivatingRegion",
+            "inactiveRegion",
+        ])),
         // The walk looks four levels down: deeper is not a step.
         prop_oneof![4 => 0..=3usize, 1 => 4..=6usize],
         prop::option::weighted(0.3, (text(), json())),
     )
-        .prop_map(|(plan, execution, action, activate, deactivate, depth, extra)| {
-            let mut v = object([
-                ("planArn", plan),
-                ("executionId", execution),
-                ("action", action),
-                ("activateRegion", activate),
-                ("deactivateRegion", deactivate),
-            ]);
-            if let (Value::Object(m), Some((k, x))) = (&mut v, extra) {
-                m.entry(k).or_insert(x);
-            }
-            for _ in 0..depth {
-                v = object([("payload", Some(v))]);
-            }
-            v
-        })
+        .prop_map(
+            |(plan, execution, action, activate, deactivate, target, run, depth, extra)| {
+                let mut v = object([
+                    ("planArn", plan),
+                    ("executionId", execution),
+                    ("action", action),
+                    ("activateRegion", activate),
+                    ("deactivateRegion", deactivate),
+                    ("targetRegion", target),
+                    ("regionToRun", run),
+                ]);
+                if let (Value::Object(m), Some((k, x))) = (&mut v, extra) {
+                    m.entry(k).or_insert(x);
+                }
+                for _ in 0..depth {
+                    v = object([("payload", Some(v))]);
+                }
+                v
+            },
+        )
         .boxed()
 }
 
@@ -794,6 +818,49 @@ proptest! {
         step in region_switch_step(),
     ) {
         both_functions(&step.to_string())?;
+    }
+
+    #[test]
+    fn a_region_switch_step_promotes_a_member_only_when_every_field_it_recognised_was_usable(
+        payload in region_switch_step(),
+        here in prop::sample::select(&["us-west-1", "us-west-2"][..]),
+    ) {
+        use crate::ids::Region;
+        use crate::region_switch::{Field, Held, MAX_SHOWN, PlanAction, RegionToRun};
+        let raw = payload.to_string();
+        let Ok(triggers) = parse_event::<PromoterCommand>(&raw) else { return Ok(()) };
+        let Some(Trigger::RegionSwitch(step)) = triggers.first() else { return Ok(()) };
+        let members = [Region::parse("us-west-1"), Region::parse("us-west-2")].map(|r| r.expect("region"));
+        let own = Region::parse(here).expect("region");
+        fn usable<T>(f: &Option<Field<T>>) -> bool {
+            f.as_ref().is_none_or(|f| matches!(f.value, Held::Usable(_)))
+        }
+        match step.region_to_activate(&own, &members) {
+            Ok(a) => {
+                prop_assert!(members.contains(&a.region), "{a:?}");
+                prop_assert!(
+                    usable(&step.activating_region)
+                        && usable(&step.deactivating_region)
+                        && usable(&step.target_region),
+                    "{raw}"
+                );
+                prop_assert!(
+                    step.action.as_ref().is_none_or(|f| f.value == Held::Usable(PlanAction::Activate)),
+                    "{raw}"
+                );
+                prop_assert!(
+                    step.region_to_run.as_ref().is_none_or(|f| matches!(
+                        f.value,
+                        Held::Usable(RegionToRun::ActivatingRegion | RegionToRun::ActiveRegion)
+                    )),
+                    "{raw}"
+                );
+            }
+            Err(e) => {
+                prop_assert!(has_key(&payload, &e.field), "{e} names a key {raw} lacks");
+                prop_assert!(e.held.chars().count() <= MAX_SHOWN, "{e}");
+            }
+        }
     }
 
     #[test]
