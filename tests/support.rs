@@ -80,6 +80,7 @@ pub fn fixture(name: &str) -> &'static str {
             include_str!("../events/traffic-switch/manual-switch-break-glass.json")
         }
         "region-switch-step.json" => include_str!("../events/traffic-switch/region-switch-step.json"),
+        "schedule.json" => include_str!("../events/traffic-switch/schedule.json"),
         "invalid-switch-unconfirmed.json" => {
             include_str!("../events/traffic-switch/invalid-switch-unconfirmed.json")
         }
@@ -107,6 +108,7 @@ pub const FIXTURES: &[&str] = &[
     "manual-switch.json",
     "manual-switch-break-glass.json",
     "region-switch-step.json",
+    "schedule.json",
     "invalid-switch-unconfirmed.json",
     "invalid-unknown-shape.json",
 ];

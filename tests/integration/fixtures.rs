@@ -63,6 +63,18 @@ fn a_region_switch_step_asks_the_switch_to_follow_the_primary() {
 }
 
 #[test]
+fn the_schedule_asks_the_switch_for_a_reconcile() {
+    assert!(
+        matches!(
+            triaged("schedule.json"),
+            Ok(Triage::Act(failover_core::switch::Intent::Reconcile { .. }))
+        ),
+        "{:?}",
+        triaged("schedule.json")
+    );
+}
+
+#[test]
 fn fixtures_that_must_be_ignored_are() {
     for name in [
         "promotion-other-group.json",

@@ -347,3 +347,69 @@ async fn with_a_third_region_a_failover_re_points_every_other_member_at_the_new_
         .await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_promotion_is_repaired_by_the_reconcile_schedule_and_never_while_the_datastore_is_modifying() {
+    let lab = start_lab(|cfg| {
+        cfg.promotion_time = Duration::from_secs(3);
+        cfg.reconcile_every = Some(Duration::from_millis(500));
+    })
+    .await;
+    let usw1 = lab.state.regions[0].endpoint.clone();
+    let usw2 = lab.state.regions[1].endpoint.clone();
+    *lab.state.sns.lock().expect("sns") = SnsFaults {
+        drop: true,
+        ..SnsFaults::default()
+    };
+    failover_via_sdk(&lab, "us-west-2")
+        .await
+        .expect("failover starts");
+    let started = Instant::now();
+    // While the datastore is modifying (3 s), reconciles run and never move writers.
+    while lab.state.gds().status != "available" {
+        assert_eq!(
+            lab.writer_record().await.as_deref(),
+            Some(usw1.as_str()),
+            "moved while modifying"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let settled = Instant::now();
+    // The notification was lost; the next tick (within one period plus the switch's time) repairs.
+    record_points_at(&lab, &usw2).await;
+    let repaired_after = settled.elapsed();
+    assert!(
+        repaired_after < Duration::from_secs(5),
+        "repaired {repaired_after:?} after the datastore settled"
+    );
+    assert!(started.elapsed() >= Duration::from_secs(3));
+    let audits = lab.state.audits();
+    let waited: Vec<&Value> = audits
+        .iter()
+        .filter(|a| {
+            a["triggers"][0]["decisions"][0]["reason"]
+                .as_str()
+                .is_some_and(|r| r.contains("never moves writers"))
+        })
+        .collect();
+    assert!(
+        !waited.is_empty(),
+        "reconciles ran while the datastore was modifying"
+    );
+    assert!(waited.iter().all(|a| a["outcome"] == "no_op"));
+    let repair = audits
+        .iter()
+        .find(|a| a["triggers"][0]["repaired"] == true)
+        .expect("one reconcile says it repaired writers");
+    assert_eq!(repair["outcome"], "switched");
+    assert_eq!(repair["Repairs"], 1, "the Repairs metric counts it: {repair}");
+    // Every later reconcile finds nothing to do.
+    idle(&lab).await;
+    let repairs = lab
+        .state
+        .audits()
+        .iter()
+        .filter(|a| a["triggers"][0]["repaired"] == true)
+        .count();
+    assert_eq!(repairs, 1);
+}

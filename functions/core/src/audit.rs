@@ -49,6 +49,9 @@ pub mod metrics {
     pub const NO_OPS: &str = "NoOps";
     pub const FAILURES: &str = "Failures";
     pub const DURATION: &str = "DurationMs";
+    /// Scheduled reconciles that found writers off the primary and moved them: each is an event
+    /// that went missing, or a failover an event did not finish.
+    pub const REPAIRS: &str = "Repairs";
 }
 
 /// Counts per outcome: what the EMF metrics report.
@@ -57,6 +60,8 @@ pub struct Tally {
     pub switched: u32,
     pub no_op: u32,
     pub failed: u32,
+    /// Of the switches, those a scheduled reconcile made (a repair).
+    pub repaired: u32,
 }
 
 impl Tally {
@@ -97,6 +102,11 @@ pub fn epoch_ms(t: std::time::SystemTime) -> u64 {
 /// What a per-trigger report must tell the invocation record.
 pub trait HasOutcome {
     fn outcome(&self) -> Outcome;
+
+    /// Whether this trigger repaired writers left off the primary (a scheduled reconcile).
+    fn repaired(&self) -> bool {
+        false
+    }
 }
 
 /// The audit record of one invocation, for any function: the fields every function shares, its
@@ -166,6 +176,11 @@ impl<T: Serialize + HasOutcome, X: Serialize> AuditRecord<T, X> {
     /// The EMF line for this record, stamped `timestamp_ms`.
     pub fn emf_line(&self, namespace: &str, timestamp_ms: i64) -> String {
         let outcomes: Vec<Outcome> = self.triggers.iter().map(HasOutcome::outcome).collect();
+        let tally = Tally {
+            repaired: u32::try_from(self.triggers.iter().filter(|t| t.repaired()).count())
+                .unwrap_or(u32::MAX),
+            ..Tally::for_invocation(self.error.is_some(), &outcomes)
+        };
         emf_line(
             self,
             namespace,
@@ -173,7 +188,7 @@ impl<T: Serialize + HasOutcome, X: Serialize> AuditRecord<T, X> {
                 ("Function", self.audit),
                 ("GlobalDatastore", &self.global_datastore),
             ],
-            Tally::for_invocation(self.error.is_some(), &outcomes),
+            tally,
             self.duration_ms,
             timestamp_ms,
         )
@@ -203,6 +218,7 @@ pub fn emf_line<T: Serialize>(
     obj.insert(metrics::NO_OPS.to_owned(), json!(tally.no_op));
     obj.insert(metrics::FAILURES.to_owned(), json!(tally.failed));
     obj.insert(metrics::DURATION.to_owned(), json!(duration_ms));
+    obj.insert(metrics::REPAIRS.to_owned(), json!(tally.repaired));
     let dims: Vec<&str> = dimensions.iter().map(|(k, _)| *k).collect();
     obj.insert(
         "_aws".to_owned(),
@@ -216,6 +232,7 @@ pub fn emf_line<T: Serialize>(
                     {"Name": metrics::NO_OPS, "Unit": "Count"},
                     {"Name": metrics::FAILURES, "Unit": "Count"},
                     {"Name": metrics::DURATION, "Unit": "Milliseconds"},
+                    {"Name": metrics::REPAIRS, "Unit": "Count"},
                 ]
             }]
         }),
@@ -291,7 +308,8 @@ mod tests {
             Tally {
                 switched: 1,
                 no_op: 3,
-                failed: 1
+                failed: 1,
+                repaired: 0
             }
         );
     }

@@ -70,6 +70,14 @@ impl ElastiCacheNotification {
     pub fn is_promotion(&self) -> bool {
         self.event == PROMOTED_AS_PRIMARY
     }
+
+    /// Whether the event can mean a role change (a promotion, a failover, anything naming the
+    /// primary): a cue to read the datastore, never a truth. Snapshots, parameter changes and node
+    /// replacements are not.
+    pub fn may_change_roles(&self) -> bool {
+        let e = self.event.to_ascii_lowercase();
+        self.is_promotion() || e.contains("failover") || e.contains("promot") || e.contains("primary")
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

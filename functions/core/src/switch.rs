@@ -118,9 +118,13 @@ pub enum Intent {
         group: ReplicationGroupId,
         region: Region,
     },
-    /// An alarm fired, or a Region switch plan ran this step: make sure writers are on whoever is
-    /// primary now.
+    /// An alarm fired, a Region switch plan ran this step, or ElastiCache sent an event that can
+    /// mean a role change: make sure writers are on whoever is primary now.
     FollowPrimary { because: String },
+    /// The schedule: check that writers are on the primary, and repair it when an event was
+    /// lost. Never waits on a datastore that is changing: the promotion event, or the next
+    /// reconcile, follows it.
+    Reconcile { scheduled_at: String },
     /// An operator asked for writers to go to this Region.
     ManualSwitch {
         target: Region,
@@ -171,10 +175,23 @@ pub fn resolve_source<'a>(source: &str, cfg: &'a SwitchConfig) -> Option<&'a Mem
 pub fn triage(trigger: &Trigger<SwitchCommand>, cfg: &SwitchConfig) -> Result<Triage, CommandRejected> {
     let ignore = |reason: String| Ok(Triage::Ignore { reason });
     match trigger {
-        Trigger::ElastiCache(n) if !n.is_promotion() => ignore(format!(
+        Trigger::ElastiCache(n) if !n.may_change_roles() => ignore(format!(
             "ElastiCache event {} for {} does not change the primary",
             n.event, n.source
         )),
+        // Another event that can mean a role change: a cue to read the datastore, never a truth.
+        Trigger::ElastiCache(n) if !n.is_promotion() => match resolve_source(&n.source, cfg) {
+            Some(m) => Ok(Triage::Act(Intent::FollowPrimary {
+                because: format!(
+                    "ElastiCache event {} of {} ({}) can mean a role change",
+                    n.event, m.group, m.region
+                ),
+            })),
+            None => ignore(format!(
+                "ElastiCache event {} of {} is not for a member of Global Datastore {}",
+                n.event, n.source, cfg.datastore.id
+            )),
+        },
         Trigger::ElastiCache(n) => match resolve_source(&n.source, cfg) {
             Some(m) => Ok(Triage::Act(Intent::FollowPromotion {
                 group: m.group.clone(),
@@ -186,7 +203,9 @@ pub fn triage(trigger: &Trigger<SwitchCommand>, cfg: &SwitchConfig) -> Result<Tr
             )),
         },
         Trigger::Alarm(a) => Ok(triage_alarm(a, cfg)),
-        Trigger::Schedule { .. } => ignore("the traffic switch does not act on schedules".to_owned()),
+        Trigger::Schedule { time } => Ok(Triage::Act(Intent::Reconcile {
+            scheduled_at: time.clone(),
+        })),
         // A plan step after the promotion: writers follow whoever is primary, never a Region the
         // payload names (the datastore is the only authority on that).
         Trigger::RegionSwitch(step) => Ok(Triage::Act(Intent::FollowPrimary {
@@ -340,23 +359,31 @@ struct Target<'a> {
 
 fn target<'a>(intent: &Intent, observed: &Observed, cfg: &'a SwitchConfig) -> Result<Target<'a>, Box<Plan>> {
     let ds = &observed.datastore;
+    // A trigger waits for a changing datastore to settle; a reconcile never acts on one.
+    let unsettled = |reason: String| {
+        Box::new(match intent {
+            Intent::Reconcile { .. } => Plan::NoOp {
+                reason: format!(
+                    "{reason}; a reconcile never moves writers while the datastore is changing \
+                     (the promotion event, or the next reconcile, follows it)"
+                ),
+            },
+            _ => Plan::Wait { reason },
+        })
+    };
     if !ds.is_available() {
-        return Err(Box::new(Plan::Wait {
-            reason: format!(
-                "Global Datastore {} is {}, not available: a failover or change is under way",
-                ds.id, ds.status
-            ),
-        }));
+        return Err(unsettled(format!(
+            "Global Datastore {} is {}, not available: a failover or change is under way",
+            ds.id, ds.status
+        )));
     }
     let primaries: Vec<_> = ds.primaries().collect();
     let [primary] = primaries.as_slice() else {
-        return Err(Box::new(Plan::Wait {
-            reason: format!(
-                "Global Datastore {} reports {} PRIMARY members, not one",
-                ds.id,
-                primaries.len()
-            ),
-        }));
+        return Err(unsettled(format!(
+            "Global Datastore {} reports {} PRIMARY members, not one",
+            ds.id,
+            primaries.len()
+        )));
     };
     let Some(member) = cfg
         .datastore
@@ -415,6 +442,14 @@ fn target<'a>(intent: &Intent, observed: &Observed, cfg: &'a SwitchConfig) -> Re
             false,
             Vec::new(),
             format!("{because}; the primary is {} ({})", member.group, member.region),
+        ),
+        Intent::Reconcile { scheduled_at } => at(
+            false,
+            Vec::new(),
+            format!(
+                "reconcile ({scheduled_at}): the primary is {} ({})",
+                member.group, member.region
+            ),
         ),
         Intent::ManualSwitch {
             target,

@@ -188,9 +188,71 @@ fn a_promotion_of_a_group_outside_the_datastore_is_ignored() {
 }
 
 #[test]
-fn other_elasticache_events_are_ignored_with_their_name() {
-    let reason = ignored(&ec("FailoverComplete", "sessions-usw1-0001-001"), &cfg());
-    assert!(reason.contains("FailoverComplete"), "{reason}");
+fn elasticache_events_that_cannot_mean_a_role_change_are_ignored_with_their_name() {
+    for event in [
+        "SnapshotComplete",
+        "CacheNodeReplaceComplete",
+        "CacheClusterParametersChanged",
+    ] {
+        let reason = ignored(&ec(event, "sessions-usw1-0001-001"), &cfg());
+        assert!(reason.contains(event), "{reason}");
+    }
+}
+
+#[test]
+fn an_elasticache_event_that_can_mean_a_role_change_is_a_cue_to_follow_the_primary() {
+    for event in ["FailoverComplete", "TestFailoverApiCalled", "PrimaryNodeFailover"] {
+        match act(&ec(event, "sessions-usw1-0001-001")) {
+            Intent::FollowPrimary { because } => {
+                assert!(
+                    because.contains(event) && because.contains("sessions-usw1"),
+                    "{because}"
+                )
+            }
+            other => panic!("{event}: {other:?}"),
+        }
+    }
+    // From a group outside the datastore it is no cue at all.
+    let reason = ignored(&ec("FailoverComplete", "orders-0001-001"), &cfg());
+    assert!(reason.contains("not for a member"), "{reason}");
+}
+
+#[test]
+fn the_schedule_asks_for_a_reconcile_that_repairs_writers_left_on_a_secondary() {
+    let intent = act(&Trigger::Schedule {
+        time: "2026-11-23T10:00:00Z".into(),
+    });
+    assert!(matches!(&intent, Intent::Reconcile { scheduled_at } if scheduled_at == "2026-11-23T10:00:00Z"));
+    let left_behind = observed("available", "sessions-usw2", cname(EP1));
+    assert_eq!(switched_to(&decide(&intent, &left_behind, &cfg())), EP2);
+    let right = observed("available", "sessions-usw2", cname(EP2));
+    assert!(matches!(decide(&intent, &right, &cfg()), Plan::NoOp { .. }));
+}
+
+#[test]
+fn a_reconcile_never_waits_on_nor_moves_writers_of_a_changing_datastore() {
+    let intent = Intent::Reconcile {
+        scheduled_at: "t".into(),
+    };
+    for o in [
+        observed("modifying", "sessions-usw2", cname(EP1)),
+        observed("available", "nobody", cname(EP1)),
+    ] {
+        match decide(&intent, &o, &cfg()) {
+            Plan::NoOp { reason } => assert!(reason.contains("never moves writers"), "{reason}"),
+            other => panic!("{other:?}"),
+        }
+    }
+    // A trigger, by contrast, waits for the datastore to settle.
+    let follow = Intent::FollowPrimary { because: "x".into() };
+    assert!(matches!(
+        decide(
+            &follow,
+            &observed("modifying", "sessions-usw2", cname(EP1)),
+            &cfg()
+        ),
+        Plan::Wait { .. }
+    ));
 }
 
 #[test]

@@ -225,6 +225,10 @@ pub struct TriggerReport {
     /// attempt of it, whose answer was lost, was applied.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub attribution: Option<String>,
+    /// A scheduled reconcile found writers off the primary and moved them: an event went
+    /// missing, or a trigger did not finish. Counted in the `Repairs` metric.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub repaired: bool,
     pub outcome: Outcome,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<ErrorReport>,
@@ -247,6 +251,7 @@ impl TriggerReport {
             abandoned_writes: Vec::new(),
             late_landing: None,
             attribution: None,
+            repaired: false,
             outcome: Outcome::Ignored,
             error: None,
             duration_ms: 0,
@@ -265,6 +270,10 @@ pub struct SwitchAudit {
 impl audit::HasOutcome for TriggerReport {
     fn outcome(&self) -> Outcome {
         self.outcome
+    }
+
+    fn repaired(&self) -> bool {
+        self.repaired
     }
 }
 
@@ -397,7 +406,16 @@ impl TrafficSwitch {
                     Ok(Outcome::Ignored)
                 }
                 Triage::Act(Intent::Status) => self.status(deadline, &mut report).await,
-                Triage::Act(intent) => self.act(&intent, deadline, &mut report).await,
+                Triage::Act(intent) => {
+                    let result = self.act(&intent, deadline, &mut report).await;
+                    if matches!(intent, Intent::Reconcile { .. }) && matches!(result, Ok(Outcome::Switched)) {
+                        tracing::warn!(
+                            "reconcile repaired writers left off the primary: an event was lost or a trigger did not finish"
+                        );
+                        report.repaired = true;
+                    }
+                    result
+                }
             };
             report.duration_ms = millis(started.elapsed());
             match result {

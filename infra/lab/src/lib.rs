@@ -89,6 +89,9 @@ pub struct LabConfig {
     pub routing_mode: String,
     /// Add a routing control outside the datastore to the ARC cluster (for safety-rule drills).
     pub arc_spare_control: bool,
+    /// The traffic switch's reconcile schedule (the template's `ReconcileMinutes`): an EventBridge
+    /// scheduled event to every Region's traffic switch this often. `None`: no schedule.
+    pub reconcile_every: Option<Duration>,
 }
 
 impl LabConfig {
@@ -116,6 +119,7 @@ impl LabConfig {
             lag_tick: Duration::from_millis(200),
             routing_mode: "dns".into(),
             arc_spare_control: false,
+            reconcile_every: None,
         }
     }
 
@@ -537,6 +541,30 @@ impl LabState {
     }
 }
 
+/// The traffic switch's reconcile schedule: every `every`, the EventBridge scheduled event to
+/// each Region's traffic switch, asynchronously, as an EventBridge schedule target is invoked.
+async fn reconcile_schedule(lab: Arc<LabState>, every: Duration) {
+    let mut interval = tokio::time::interval(every);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    interval.tick().await;
+    loop {
+        interval.tick().await;
+        for r in &lab.regions {
+            let event = json!({
+                "version": "0", "id": format!("lab-schedule-{}", now_ms()),
+                "detail-type": "Scheduled Event", "source": "aws.events", "account": "000000000000",
+                "time": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                "region": r.name,
+                "resources": [format!("arn:aws:events:{}:000000000000:rule/lab-reconcile", r.name)],
+                "detail": {}
+            });
+            if let Some(f) = lab.function(&r.name, "traffic-switch") {
+                f.invoke_async(event, "eventbridge");
+            }
+        }
+    }
+}
+
 /// An SNS notification in the shape Lambda receives.
 pub fn sns_event(region: &str, subject: &str, message: &str, message_id: &str) -> Value {
     let topic = format!("arn:aws:sns:{region}:000000000000:elasticache-events");
@@ -733,6 +761,9 @@ impl Lab {
             cfg.alarm_tick,
         )));
         tasks.push(tokio::spawn(lag::publisher(Arc::clone(&state), cfg.lag_tick)));
+        if let Some(every) = cfg.reconcile_every {
+            tasks.push(tokio::spawn(reconcile_schedule(Arc::clone(&state), every)));
+        }
         let (control_url, t) = serve(control::router(Arc::clone(&state), zone.clone())).await?;
         tasks.push(t);
 

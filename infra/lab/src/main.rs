@@ -86,6 +86,9 @@ async fn up() -> Result<(), String> {
     }
     cfg.promotion_time = secs("LAB_PROMOTION_SECONDS", 2);
     cfg.lambda_retry_delay = secs("LAB_LAMBDA_RETRY_SECONDS", 1);
+    // The template's default: reconcile every minute; 0 turns it off.
+    let reconcile = secs("LAB_RECONCILE_SECONDS", 60);
+    cfg.reconcile_every = (!reconcile.is_zero()).then_some(reconcile);
     if let Ok(mode) = std::env::var("LAB_ROUTING_MODE") {
         cfg.routing_mode = mode;
     }

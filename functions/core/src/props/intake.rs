@@ -89,6 +89,10 @@ const SWITCH_FIXTURES: &[(&str, &str)] = &[
         "region-switch-step.json",
         include_str!("../../../../events/traffic-switch/region-switch-step.json"),
     ),
+    (
+        "schedule.json",
+        include_str!("../../../../events/traffic-switch/schedule.json"),
+    ),
 ];
 
 const PROMOTER_FIXTURES: &[(&str, &str)] = &[

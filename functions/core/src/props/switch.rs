@@ -297,6 +297,7 @@ fn intent_for(observed: &Observed) -> impl Strategy<Value = Intent> + use<> {
             }
         }),
         2 => "[a-z ]{0,20}".prop_map(|because| Intent::FollowPrimary { because }),
+        1 => "[0-9TZ:-]{0,20}".prop_map(|scheduled_at| Intent::Reconcile { scheduled_at }),
         4 => (
             target,
             any::<bool>(),
@@ -408,6 +409,11 @@ fn targets_only_the_primary(
     plan: &Plan,
 ) -> Result<(), TestCaseError> {
     let member = match the_primary(observed, cfg) {
+        // A reconcile never waits on (nor acts on) a changing datastore.
+        Err("wait") if matches!(intent, Intent::Reconcile { .. }) => {
+            prop_assert_eq!(plan.kind(), "no_op", "{}", plan.reason());
+            return Ok(());
+        }
         Err(due) => {
             prop_assert_eq!(plan.kind(), due, "{}", plan.reason());
             return Ok(());
@@ -474,7 +480,7 @@ fn targets_only_the_primary(
         Intent::Status => prop_assert!(false, "status moved writers: {plan:?}"),
         Intent::FollowPromotion { group: promoted, .. } => prop_assert_eq!(promoted, group),
         Intent::ManualSwitch { target, .. } => prop_assert_eq!(target, region),
-        Intent::FollowPrimary { .. } => {}
+        Intent::FollowPrimary { .. } | Intent::Reconcile { .. } => {}
     }
     Ok(())
 }
