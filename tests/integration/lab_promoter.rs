@@ -377,3 +377,89 @@ async fn a_failover_on_the_second_page_of_events_still_holds_the_cooldown() {
         .count();
     assert!(pages > 0, "the second page was asked for");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_three_regions_a_dark_primary_is_failed_over_once_onto_the_preferred_secondary() {
+    // Both secondaries see us-west-1 go dark. eu-west-1's alarm is quicker (errors in 1 of 1
+    // periods) so, left alone, it would promote first; PROMOTION_PRIORITY prefers us-west-2:
+    // eu-west-1 gives way, reads again, and finds the failover done.
+    let lab = start_lab(|cfg| {
+        *cfg = cfg.clone().with_third_region("eu-west-1", "euw1");
+        cfg.functions = vec!["traffic-switch".into(), "promoter".into()];
+        for (k, v) in [
+            ("SIGNAL_ALARMS", ALARM.to_owned()),
+            (
+                "VANTAGE_ALARMS",
+                format!("us-west-1:{ALARM},us-west-2:{ALARM},eu-west-1:{ALARM}"),
+            ),
+            ("COOLDOWN_MINUTES", "30".to_owned()),
+            ("STABLE_POLL_MS", "200".to_owned()),
+            ("PROMOTION_PRIORITY", "us-west-2,eu-west-1".to_owned()),
+            ("PROMOTION_DELAY_SECONDS", "4".to_owned()),
+        ] {
+            cfg.function_env.push((k.into(), v));
+        }
+    })
+    .await;
+    let usw2 = lab.state.regions[1].endpoint.clone();
+    let _cw1 = alarm_in(&lab, "us-west-1").await;
+    let cw2 = alarm_in(&lab, "us-west-2").await;
+    let cw3 = cloudwatch_at(&lab.endpoints.cloudwatch, "eu-west-1");
+    cw3.put_metric_alarm()
+        .alarm_name(ALARM)
+        .namespace("SessionStore")
+        .metric_name("WriteErrors")
+        .dimensions(
+            Dimension::builder()
+                .name("ClientRegion")
+                .value("eu-west-1")
+                .build(),
+        )
+        .statistic(Statistic::Sum)
+        .period(1)
+        .evaluation_periods(1)
+        .datapoints_to_alarm(1)
+        .threshold(1.0)
+        .comparison_operator(ComparisonOperator::GreaterThanOrEqualToThreshold)
+        .treat_missing_data("notBreaching")
+        .send()
+        .await
+        .expect("PutMetricAlarm");
+    lab.state.set_dark("us-west-1", true).await.expect("dark");
+    eventually(LIMIT, "the failover and the switch", || async {
+        errors(&cw3, "eu-west-1", 5.0).await;
+        errors(&cw2, "us-west-2", 5.0).await;
+        (lab.writer_record().await.as_deref() == Some(usw2.as_str())).then_some(())
+    })
+    .await;
+    // Let eu-west-1's promoter finish giving way and evaluating again.
+    eventually(
+        LIMIT,
+        "eu-west-1's promoter to give way and stand down",
+        || async {
+            errors(&cw3, "eu-west-1", 5.0).await;
+            promoter_audits(&lab, "eu-west-1")
+                .into_iter()
+                .find(|a| a["triggers"][0]["deferred"].is_string())
+        },
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(lab.state.gds().failovers, 1, "exactly one failover");
+    let primary = lab.state.gds().primary;
+    assert_eq!(
+        lab.state.regions[primary].name, "us-west-2",
+        "onto the preferred secondary"
+    );
+    let gave_way = promoter_audits(&lab, "eu-west-1")
+        .into_iter()
+        .find(|a| a["triggers"][0]["deferred"].is_string())
+        .expect("eu-west-1 gave way");
+    assert_eq!(gave_way["outcome"], "no_op", "{gave_way:#}");
+    assert!(
+        gave_way["triggers"][0]["deferred"]
+            .as_str()
+            .is_some_and(|d| d.contains("us-west-2 comes first")),
+        "{gave_way:#}"
+    );
+}

@@ -160,6 +160,20 @@ fn each_deadline_leaves_room_for_a_poll_and_a_whole_aws_attempt() {
 }
 
 #[test]
+fn the_last_of_three_regions_can_still_promote_after_giving_way_twice() {
+    // With two secondaries, the second in PROMOTION_PRIORITY waits 2 x PromotionDelaySeconds and
+    // then needs room to evaluate again and call (the promoter keeps 15 s for that, plus its
+    // deadline margin); a longer wait would leave it unable ever to promote automatically.
+    let timeout_ms = number(TEMPLATE, "PromoterFunction", "Timeout") * 1000;
+    let longest_wait_ms = 2 * number(TEMPLATE, "PromotionDelaySeconds", "MaxValue") * 1000;
+    let margin = literal_ms("PromoterFunction", "DEADLINE_MARGIN_MS");
+    assert!(
+        longest_wait_ms + 15_000 + margin < timeout_ms,
+        "wait {longest_wait_ms} ms + 15 s + margin {margin} ms must fit {timeout_ms} ms"
+    );
+}
+
+#[test]
 fn both_functions_run_one_at_a_time_and_keep_what_they_could_not_handle() {
     for (resource, _) in FUNCTIONS {
         assert_eq!(

@@ -477,6 +477,8 @@ pub const PROMOTER_VARIABLES: &[&str] = &[
     "MISSING_LAG",
     "COOLDOWN_MINUTES",
     "MISSING_EVENTS",
+    "PROMOTION_PRIORITY",
+    "PROMOTION_DELAY_SECONDS",
     "LAG_METRIC_NAMESPACE",
     "LAG_METRIC_NAME",
     "LAG_METRIC_DIMENSION",
@@ -498,6 +500,13 @@ pub struct PromoterConfig {
     pub vantage_alarms: Vec<(Region, String)>,
     pub policy: crate::promote::PromotePolicy,
     pub lag_metric: crate::aws::cloudwatch::MetricId,
+    /// Member Regions in the order they should take over automatically: the first acts at once,
+    /// the k-th waits k × `promotion_delay` and reads the datastore again, so two secondaries that
+    /// both see the primary dark do not both promote. Regions not listed come last; an empty list
+    /// makes every Region act at once (enough with one secondary).
+    pub promotion_priority: Vec<Region>,
+    #[serde(with = "millis")]
+    pub promotion_delay: Duration,
     /// After `FailoverGlobalReplicationGroup`, poll until the new primary is in place (bounded).
     pub wait_for_promotion: bool,
     pub metrics_namespace: String,
@@ -595,6 +604,28 @@ impl PromoterConfig {
             vantage_required: usize::try_from(bounded_int(get, "VANTAGE_REQUIRED", 1, 1, 10)?).unwrap_or(1),
             unreachable_vantage_agrees: boolean(get, "UNREACHABLE_VANTAGE_AGREES", true)?,
         };
+        let mut promotion_priority: Vec<Region> = Vec::new();
+        for (i, raw) in optional(get, "PROMOTION_PRIORITY")
+            .map(|v| list(&v))
+            .unwrap_or_default()
+            .iter()
+            .enumerate()
+        {
+            let region =
+                Region::parse(raw).map_err(|e| err("PROMOTION_PRIORITY", format!("entry {}: {e}", i + 1)))?;
+            if datastore.member_in(&region).is_none() {
+                return Err(err(
+                    "PROMOTION_PRIORITY",
+                    format!("entry {}: {region} is not a member Region", i + 1),
+                ));
+            }
+            if promotion_priority.contains(&region) {
+                return Err(err("PROMOTION_PRIORITY", format!("{region} is listed twice")));
+            }
+            promotion_priority.push(region);
+        }
+        let promotion_delay =
+            Duration::from_secs(bounded_int(get, "PROMOTION_DELAY_SECONDS", 30, 0, 600)?.unsigned_abs());
         let lag_metric = crate::aws::cloudwatch::MetricId {
             namespace: optional(get, "LAG_METRIC_NAMESPACE").unwrap_or_else(|| "AWS/ElastiCache".into()),
             name: optional(get, "LAG_METRIC_NAME").unwrap_or_else(|| "GlobalDatastoreReplicationLag".into()),
@@ -610,6 +641,8 @@ impl PromoterConfig {
             vantage_alarms,
             policy,
             lag_metric,
+            promotion_priority,
+            promotion_delay,
             wait_for_promotion: boolean(get, "WAIT_FOR_PROMOTION", true)?,
             metrics_namespace: optional(get, "METRICS_NAMESPACE")
                 .unwrap_or_else(|| "ValkeyFailover".to_owned()),
@@ -629,6 +662,26 @@ impl PromoterConfig {
     /// This Region's member: what the promoter promotes automatically.
     pub fn own_member(&self) -> Option<&MemberConfig> {
         self.datastore.member_in(&self.function_region)
+    }
+
+    /// How long this Region waits before an automatic promotion, and the Region it gives way to:
+    /// zero for the first of `PROMOTION_PRIORITY` (or when there is no list), k × the delay for
+    /// the k-th; Regions not listed come after every listed one.
+    pub fn promotion_wait(&self) -> (Duration, Option<&Region>) {
+        let first = self.promotion_priority.first();
+        let rank = match self
+            .promotion_priority
+            .iter()
+            .position(|r| r == &self.function_region)
+        {
+            _ if self.promotion_priority.is_empty() => 0,
+            Some(k) => k,
+            None => self.promotion_priority.len(),
+        };
+        (
+            self.promotion_delay * u32::try_from(rank).unwrap_or(u32::MAX),
+            first.filter(|_| rank > 0),
+        )
     }
 }
 
@@ -899,8 +952,46 @@ mod tests {
     }
 
     #[test]
+    fn the_preferred_secondary_promotes_at_once_and_the_others_wait_their_turn() {
+        let three = |priority: &str, region: &str| {
+            let mut vars = promoter_vars();
+            vars.insert(
+                "MEMBERS",
+                "us-west-1:sessions-usw1:a.example,us-west-2:sessions-usw2:b.example,eu-west-1:sessions-euw1:c.example",
+            );
+            vars.insert("AWS_REGION", region);
+            vars.insert("PROMOTION_PRIORITY", priority);
+            vars.insert("PROMOTION_DELAY_SECONDS", "20");
+            PromoterConfig::from_lookup(&|k| vars.get(k).map(|v| (*v).to_owned())).expect("valid")
+        };
+        let usw2 = Region::parse("us-west-2").expect("region");
+        assert_eq!(
+            three("us-west-2,eu-west-1", "us-west-2").promotion_wait(),
+            (Duration::ZERO, None)
+        );
+        assert_eq!(
+            three("us-west-2,eu-west-1", "eu-west-1").promotion_wait(),
+            (Duration::from_secs(20), Some(&usw2))
+        );
+        // Not listed: after every listed Region.
+        assert_eq!(
+            three("us-west-2", "eu-west-1").promotion_wait(),
+            (Duration::from_secs(20), Some(&usw2))
+        );
+        assert_eq!(
+            three("", "eu-west-1").promotion_wait(),
+            (Duration::ZERO, None),
+            "no list: no wait"
+        );
+    }
+
+    #[test]
     fn promoter_settings_are_validated_by_name() {
         for (var, value) in [
+            ("PROMOTION_PRIORITY", "us-west-2,us-west-2"),
+            ("PROMOTION_PRIORITY", "ap-south-1"),
+            ("PROMOTION_PRIORITY", "Oregon"),
+            ("PROMOTION_DELAY_SECONDS", "601"),
             ("VANTAGE_ALARMS", "writes-failing"),
             ("VANTAGE_ALARMS", "eu-west-1:x"),
             ("MISSING_LAG", "maybe"),

@@ -32,6 +32,9 @@ use thiserror::Error;
 
 pub const FUNCTION: &str = "promoter";
 
+/// Time kept, after giving way to the preferred Region, to evaluate again and make the call.
+const DEFER_ROOM: Duration = Duration::from_secs(15);
+
 #[derive(Debug, Error)]
 pub enum PromoterError {
     #[error("invalid event: {0}")]
@@ -84,6 +87,10 @@ pub struct TriggerReport {
     /// The failover call and its follow-up, when made.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub actions: Vec<Value>,
+    /// An automatic promotion this Region gave way on first (`PROMOTION_PRIORITY`): how long it
+    /// waited for the preferred Region before reading the datastore again.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub deferred: Option<String>,
     pub outcome: Outcome,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<ErrorReport>,
@@ -214,6 +221,7 @@ impl Promoter {
                 trigger: serde_json::to_value(&trigger).unwrap_or(Value::Null),
                 triage: Some(triage.clone()),
                 activation: None,
+                deferred: None,
                 observed: None,
                 decision: None,
                 actions: Vec::new(),
@@ -259,6 +267,22 @@ impl Promoter {
             },
             deadline,
         }
+    }
+
+    /// Observes and evaluates every gate for `target`, keeping both in the report.
+    async fn evaluate(
+        &self,
+        target: &Promotion,
+        force: &[promote::GateName],
+        deadline: Deadline,
+        report: &mut TriggerReport,
+    ) -> Result<PromoteDecision, PromoterError> {
+        let observed = self.observe(target, deadline).await?;
+        let decision = promote::evaluate(target, &observed, &self.cfg.policy, chrono::Utc::now(), force);
+        tracing::info!(promote = decision.promote.is_some(), reason = %decision.reason, "gates evaluated");
+        report.observed = Some(observed);
+        report.decision = Some(decision.clone());
+        Ok(decision)
     }
 
     async fn observe(
@@ -433,11 +457,31 @@ impl Promoter {
                 return Ok(Outcome::NoOp);
             }
         }
-        let observed = self.observe(&target, deadline).await?;
-        let decision = promote::evaluate(&target, &observed, &self.cfg.policy, chrono::Utc::now(), &force);
-        tracing::info!(promote = decision.promote.is_some(), reason = %decision.reason, "gates evaluated");
-        report.observed = Some(observed);
-        report.decision = Some(decision.clone());
+        let mut decision = self.evaluate(&target, &force, deadline, report).await?;
+        // Two secondaries can both see the primary dark: the preferred one acts at once, the
+        // others give it time, then read the datastore again (a failover under way, or done,
+        // blocks them).
+        if decision.promote.is_some() && !dry_run && matches!(intent, PromoteIntent::Automatic { .. }) {
+            let (wait, preferred) = self.cfg.promotion_wait();
+            if !wait.is_zero() {
+                let preferred = preferred.map_or_else(|| "a listed Region".to_owned(), ToString::to_string);
+                if deadline.remaining() <= wait + DEFER_ROOM {
+                    report.deferred = Some(format!(
+                        "{preferred} comes first (PROMOTION_PRIORITY): this Region waits {} s before promoting, \
+                         more than this invocation has left; the next evaluation decides",
+                        wait.as_secs()
+                    ));
+                    return Ok(Outcome::NoOp);
+                }
+                tracing::info!(wait_s = wait.as_secs(), %preferred, "giving way to the preferred Region");
+                tokio::time::sleep(wait).await;
+                report.deferred = Some(format!(
+                    "{preferred} comes first (PROMOTION_PRIORITY): waited {} s, then evaluated again",
+                    wait.as_secs()
+                ));
+                decision = self.evaluate(&target, &force, deadline, report).await?;
+            }
+        }
         let Some(promotion) = decision.promote else {
             if must_finish {
                 // The plan must not go on to move traffic onto a Region that is not primary.
