@@ -46,10 +46,6 @@ impl DatastoreConfig {
         self.members.iter().find(|m| &m.region == region)
     }
 
-    pub fn member_for_group(&self, group: &ReplicationGroupId) -> Option<&MemberConfig> {
-        self.members.iter().find(|m| &m.group == group)
-    }
-
     /// The member whose writer endpoint is `endpoint`, if any.
     pub fn member_with_endpoint(&self, endpoint: &DnsName) -> Option<&MemberConfig> {
         self.members.iter().find(|m| &m.writer_endpoint == endpoint)
@@ -93,13 +89,6 @@ pub struct ArcTarget {
 }
 
 impl ArcTarget {
-    pub fn control_for(&self, region: &Region) -> Option<&str> {
-        self.controls
-            .iter()
-            .find(|(r, _)| r == region)
-            .map(|(_, a)| a.as_str())
-    }
-
     fn from_lookup(
         get: &dyn Fn(&str) -> Option<String>,
         datastore: &DatastoreConfig,
@@ -433,14 +422,7 @@ impl SwitchConfig {
                     .collect()
             })
             .unwrap_or_default();
-        let metrics_namespace =
-            optional(get, "METRICS_NAMESPACE").unwrap_or_else(|| "ValkeyFailover".to_owned());
-        if metrics_namespace.len() > 255 || metrics_namespace.starts_with(':') {
-            return Err(err(
-                "METRICS_NAMESPACE",
-                "must be 1 to 255 characters, not starting with ':'",
-            ));
-        }
+        let metrics_namespace = metrics_namespace(get)?;
         let deadline_margin =
             Duration::from_millis(bounded_int(get, "DEADLINE_MARGIN_MS", 1_000, 100, 60_000)?.unsigned_abs());
         let stable_poll_interval =
@@ -514,6 +496,18 @@ pub struct PromoterConfig {
     pub deadline_margin: Duration,
     #[serde(with = "millis")]
     pub poll_interval: Duration,
+}
+
+/// `METRICS_NAMESPACE`, as CloudWatch accepts it (both functions).
+fn metrics_namespace(get: &dyn Fn(&str) -> Option<String>) -> Result<String, ConfigError> {
+    let ns = optional(get, "METRICS_NAMESPACE").unwrap_or_else(|| "ValkeyFailover".to_owned());
+    if ns.len() > 255 || ns.starts_with(':') {
+        return Err(err(
+            "METRICS_NAMESPACE",
+            "must be 1 to 255 characters, not starting with ':'",
+        ));
+    }
+    Ok(ns)
 }
 
 fn list(raw: &str) -> Vec<String> {
@@ -644,8 +638,7 @@ impl PromoterConfig {
             promotion_priority,
             promotion_delay,
             wait_for_promotion: boolean(get, "WAIT_FOR_PROMOTION", true)?,
-            metrics_namespace: optional(get, "METRICS_NAMESPACE")
-                .unwrap_or_else(|| "ValkeyFailover".to_owned()),
+            metrics_namespace: metrics_namespace(get)?,
             deadline_margin: Duration::from_millis(
                 bounded_int(get, "DEADLINE_MARGIN_MS", 1_000, 100, 60_000)?.unsigned_abs(),
             ),
@@ -657,11 +650,6 @@ impl PromoterConfig {
 
     pub fn from_env() -> Result<Self, ConfigError> {
         Self::from_lookup(&|name| std::env::var(name).ok())
-    }
-
-    /// This Region's member: what the promoter promotes automatically.
-    pub fn own_member(&self) -> Option<&MemberConfig> {
-        self.datastore.member_in(&self.function_region)
     }
 
     /// How long this Region waits before an automatic promotion, and the Region it gives way to:
@@ -937,7 +925,12 @@ mod tests {
             .map(|s| (*s).to_owned())
             .collect();
         assert_eq!(asked.into_inner(), published);
-        assert_eq!(cfg.own_member().map(|m| m.group.as_str()), Some("sessions-usw2"));
+        assert_eq!(
+            cfg.datastore
+                .member_in(&cfg.function_region)
+                .map(|m| m.group.as_str()),
+            Some("sessions-usw2")
+        );
         assert_eq!(cfg.policy.cooldown, Duration::from_secs(1800));
         assert_eq!(cfg.policy.missing_lag, crate::promote::MissingLag::Allow);
         assert_eq!(
@@ -992,6 +985,7 @@ mod tests {
             ("PROMOTION_PRIORITY", "ap-south-1"),
             ("PROMOTION_PRIORITY", "Oregon"),
             ("PROMOTION_DELAY_SECONDS", "601"),
+            ("METRICS_NAMESPACE", ":aws"),
             ("VANTAGE_ALARMS", "writes-failing"),
             ("VANTAGE_ALARMS", "eu-west-1:x"),
             ("MISSING_LAG", "maybe"),

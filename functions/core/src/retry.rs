@@ -110,10 +110,6 @@ impl Deadline {
     pub fn remaining(&self) -> Duration {
         self.at.saturating_duration_since(Instant::now())
     }
-
-    pub fn at(&self) -> Instant {
-        self.at
-    }
 }
 
 /// Everything a call needs to retry properly.

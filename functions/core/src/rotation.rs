@@ -41,11 +41,6 @@ impl Rotation {
         }
     }
 
-    /// The order endpoints are tried in within a round.
-    pub fn order(&self) -> &[usize] {
-        &self.order
-    }
-
     /// The next step, given the time left and the backoff the caller would wait between rounds
     /// (`backoff` is already jittered by the caller).
     pub fn next(&mut self, remaining: Duration, backoff: Duration) -> Next {

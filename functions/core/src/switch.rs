@@ -485,7 +485,7 @@ pub fn decide(intent: &Intent, observed: &Observed, cfg: &SwitchConfig) -> Plan 
     };
     match &cfg.routing {
         Routing::Dns(dns) => decide_dns(t, observed, dns, cfg),
-        Routing::Arc(arc) => decide_arc(t, observed, arc, cfg),
+        Routing::Arc(arc) => decide_arc(t, observed, arc),
     }
 }
 
@@ -542,7 +542,7 @@ fn decide_dns(t: Target<'_>, observed: &Observed, dns: &DnsTarget, cfg: &SwitchC
     }
 }
 
-fn decide_arc(t: Target<'_>, observed: &Observed, arc: &ArcTarget, _cfg: &SwitchConfig) -> Plan {
+fn decide_arc(t: Target<'_>, observed: &Observed, arc: &ArcTarget) -> Plan {
     let member = t.member;
     let before: BTreeMap<String, Option<bool>> = arc
         .controls
