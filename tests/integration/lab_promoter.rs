@@ -78,6 +78,16 @@ fn promoter_audits(lab: &Lab, region: &str) -> Vec<Value> {
         .collect()
 }
 
+/// A failover to us-west-2 that the traffic switch has followed: the start of a ping-pong.
+async fn failed_over_to_usw2(lab: &Lab) {
+    let usw2 = lab.state.regions[1].endpoint.clone();
+    failover_via_sdk(lab, "us-west-2").await.expect("failover starts");
+    eventually(LIMIT, "the failover to be followed", || async {
+        (lab.writer_record().await.as_deref() == Some(usw2.as_str())).then_some(())
+    })
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dark_primary_region_is_promoted_away_from_and_writers_follow() {
     let lab = lab_with_promoter().await;
@@ -187,16 +197,9 @@ async fn a_second_alarm_while_the_datastore_is_modifying_does_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_cooldown_stops_a_ping_pong_back_to_the_old_primary() {
     let lab = lab_with_promoter().await;
-    let usw2 = &lab.state.regions[1];
     let cw1 = alarm_in(&lab, "us-west-1").await;
     let _cw2 = alarm_in(&lab, "us-west-2").await;
-    failover_via_sdk(&lab, "us-west-2")
-        .await
-        .expect("failover starts");
-    eventually(LIMIT, "the first failover to be followed", || async {
-        (lab.writer_record().await.as_deref() == Some(usw2.endpoint.as_str())).then_some(())
-    })
-    .await;
+    failed_over_to_usw2(&lab).await;
 
     // Minutes later the new primary's Region goes dark too; us-west-1's writers fail.
     lab.state.set_dark("us-west-2", true).await.expect("dark");
@@ -338,16 +341,9 @@ async fn a_failover_on_the_second_page_of_events_still_holds_the_cooldown() {
     // A failover to us-west-2 a moment ago, then a busy account: 150 newer events of the same
     // group push it to DescribeEvents' second page. The promoter in us-west-1 must read every page.
     let lab = lab_with_promoter().await;
-    let usw2 = &lab.state.regions[1];
     let cw1 = alarm_in(&lab, "us-west-1").await;
     let _cw2 = alarm_in(&lab, "us-west-2").await;
-    failover_via_sdk(&lab, "us-west-2")
-        .await
-        .expect("failover starts");
-    eventually(LIMIT, "the failover to be followed", || async {
-        (lab.writer_record().await.as_deref() == Some(usw2.endpoint.as_str())).then_some(())
-    })
-    .await;
+    failed_over_to_usw2(&lab).await;
     for region in ["us-west-1", "us-west-2"] {
         let group = lab.state.region(region).expect("region").group.clone();
         for i in 0..150 {

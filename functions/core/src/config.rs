@@ -498,6 +498,20 @@ pub struct PromoterConfig {
     pub poll_interval: Duration,
 }
 
+/// An `allow` / `block` policy variable (any case): whether it allows, `default` when unset.
+fn allows(
+    get: &dyn Fn(&str) -> Option<String>,
+    name: &'static str,
+    default: bool,
+) -> Result<bool, ConfigError> {
+    match optional(get, name).map(|v| v.to_ascii_lowercase()).as_deref() {
+        None => Ok(default),
+        Some("allow") => Ok(true),
+        Some("block") => Ok(false),
+        Some(other) => Err(err(name, format!("{other:?} is neither allow nor block"))),
+    }
+}
+
 /// `METRICS_NAMESPACE`, as CloudWatch accepts it (both functions).
 fn metrics_namespace(get: &dyn Fn(&str) -> Option<String>) -> Result<String, ConfigError> {
     let ns = optional(get, "METRICS_NAMESPACE").unwrap_or_else(|| "ValkeyFailover".to_owned());
@@ -553,31 +567,15 @@ impl PromoterConfig {
             }
             vantage_alarms.push((region, name.trim().to_owned()));
         }
-        let missing_lag = match optional(get, "MISSING_LAG")
-            .map(|v| v.to_ascii_lowercase())
-            .as_deref()
-        {
-            None | Some("allow") => crate::promote::MissingLag::Allow,
-            Some("block") => crate::promote::MissingLag::Block,
-            Some(other) => {
-                return Err(err(
-                    "MISSING_LAG",
-                    format!("{other:?} is neither allow nor block"),
-                ));
-            }
+        let missing_lag = if allows(get, "MISSING_LAG", true)? {
+            crate::promote::MissingLag::Allow
+        } else {
+            crate::promote::MissingLag::Block
         };
-        let missing_events = match optional(get, "MISSING_EVENTS")
-            .map(|v| v.to_ascii_lowercase())
-            .as_deref()
-        {
-            None | Some("block") => crate::promote::MissingEvents::Block,
-            Some("allow") => crate::promote::MissingEvents::Allow,
-            Some(other) => {
-                return Err(err(
-                    "MISSING_EVENTS",
-                    format!("{other:?} is neither block nor allow"),
-                ));
-            }
+        let missing_events = if allows(get, "MISSING_EVENTS", false)? {
+            crate::promote::MissingEvents::Allow
+        } else {
+            crate::promote::MissingEvents::Block
         };
         let max_lag = optional(get, "MAX_LAG_SECONDS").unwrap_or_else(|| "5".into());
         let max_lag_seconds: f64 = max_lag
