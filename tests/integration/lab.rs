@@ -112,6 +112,10 @@ async fn a_failover_promotes_the_secondary_and_the_real_switch_moves_writers_to_
         "only the new primary's Region is notified"
     );
     // The audit line the binary wrote to its log names the decision.
+    assert!(
+        lab.state.audits_caught_up(LIMIT).await,
+        "every audit line arrives"
+    );
     let audits = lab.state.audits();
     assert!(
         audits
@@ -164,6 +168,10 @@ async fn a_stale_promotion_delivered_after_a_failover_leaves_writers_on_the_true
     })
     .await;
     assert_eq!(outcomes(&lab, "us-west-1"), ["no_op"]);
+    assert!(
+        lab.state.audits_caught_up(LIMIT).await,
+        "every audit line arrives"
+    );
     let audit: Vec<Value> = lab
         .state
         .audits()
@@ -383,6 +391,10 @@ async fn a_lost_promotion_is_repaired_by_the_reconcile_schedule_and_never_while_
         "repaired {repaired_after:?} after the datastore settled"
     );
     assert!(started.elapsed() >= Duration::from_secs(3));
+    assert!(
+        lab.state.audits_caught_up(LIMIT).await,
+        "every audit line arrives"
+    );
     let audits = lab.state.audits();
     let waited: Vec<&Value> = audits
         .iter()

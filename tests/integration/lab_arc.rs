@@ -226,6 +226,10 @@ async fn a_failover_in_arc_mode_flips_the_controls_with_up_to_four_endpoints_bro
             record_before,
             "arc mode makes no Route 53 change"
         );
+        assert!(
+            lab.state.audits_caught_up(LIMIT).await,
+            "every audit line arrives"
+        );
         let audit = lab
             .state
             .audits()
@@ -380,6 +384,10 @@ async fn a_conflict_that_names_no_safety_rule_is_tried_again_until_the_flip_land
         lab.state.functions_idle().then_some(())
     })
     .await;
+    assert!(
+        lab.state.audits_caught_up(LIMIT).await,
+        "every audit line arrives"
+    );
     let audit = lab
         .state
         .audits()

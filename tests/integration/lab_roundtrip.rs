@@ -163,6 +163,10 @@ async fn two_real_switches_racing_for_one_record_apply_one_change_and_the_loser_
         );
     }
     writers_reach(&lab, "us-west-2").await;
+    assert!(
+        lab.state.audits_caught_up(LIMIT).await,
+        "every audit line arrives"
+    );
     let applied: Vec<_> = lab
         .state
         .route53

@@ -442,6 +442,29 @@ impl LabState {
             .collect()
     }
 
+    /// Waits (up to `limit`) until every finished invocation's audit line has been read from its
+    /// function's output: a function posts its result to the Runtime API and prints its audit line
+    /// on stdout, and the two reach the lab by different roads. True when they all have.
+    pub async fn audits_caught_up(&self, limit: Duration) -> bool {
+        let until = tokio::time::Instant::now() + limit;
+        loop {
+            let audits = self.audits();
+            let missing = self.invocations().into_iter().any(|i| {
+                i.finished_at_ms.is_some()
+                    && !audits
+                        .iter()
+                        .any(|a| a["request_id"].as_str() == Some(i.request_id.as_str()))
+            });
+            if !missing {
+                return true;
+            }
+            if tokio::time::Instant::now() >= until {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// True when no function has anything queued or running.
     pub fn functions_idle(&self) -> bool {
         self.regions

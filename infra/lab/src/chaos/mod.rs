@@ -581,6 +581,7 @@ pub async fn run_history(cfg: &ChaosConfig, history: &History) -> Result<History
         if violations.iter().any(|v| v.invariant == "convergence") {
             return;
         }
+        // The outcomes come from the audit records: let the lines of finished runs arrive.
         let (runs, _) = runs(&lab.state);
         if let Some(v) = check::convergence(
             now_ms(),
@@ -638,6 +639,8 @@ pub async fn run_history(cfg: &ChaosConfig, history: &History) -> Result<History
         });
     }
     quiet(&lab.state, Duration::from_secs(20)).await;
+    // A missing audit record is a finding only once its line has had time to arrive.
+    lab.state.audits_caught_up(Duration::from_secs(2)).await;
 
     let (runs, audits) = runs(&lab.state);
     let writes = writes(&lab, t0);

@@ -642,6 +642,7 @@ pub async fn run_scenario(cfg: &DrillConfig, scenario: Scenario) -> Result<Outco
             .find(|r| r.endpoint == w.trim_end_matches('.'))
             .map(|r| r.name.clone())
     });
+    state.audits_caught_up(Duration::from_secs(2)).await;
     let audits = state.audits();
     let lag_at_decision_s = audits
         .iter()
