@@ -391,7 +391,7 @@ async fn with_three_regions_a_dark_primary_is_failed_over_once_onto_the_preferre
             ("COOLDOWN_MINUTES", "30".to_owned()),
             ("STABLE_POLL_MS", "200".to_owned()),
             ("PROMOTION_PRIORITY", "us-west-2,eu-west-1".to_owned()),
-            ("PROMOTION_DELAY_SECONDS", "4".to_owned()),
+            ("PROMOTION_DELAY_SECONDS", "8".to_owned()),
         ] {
             cfg.function_env.push((k.into(), v));
         }
