@@ -6,6 +6,7 @@
 //! - [`aws`]: one adapter per AWS service; [`fault`] and [`retry`]: how calls fail and retry.
 //! - [`region_switch`]: the (undocumented) payload of an ARC Region switch custom-action step.
 //! - [`audit`]: the audit record / EMF line every invocation leaves.
+//! - [`preflight`]: the readiness check's judges (`{"command":"preflight"}`).
 //! - [`config`] and [`ids`]: configuration and the identifiers it is made of.
 
 pub mod audit;
@@ -15,6 +16,7 @@ pub mod fault;
 pub mod ids;
 pub mod intake;
 pub mod observed;
+pub mod preflight;
 pub mod promote;
 pub mod region_switch;
 pub mod retry;
