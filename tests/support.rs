@@ -72,6 +72,7 @@ pub fn fixture(name: &str) -> &'static str {
         "alarm-eventbridge-ok.json" => include_str!("../events/traffic-switch/alarm-eventbridge-ok.json"),
         "alarm-direct-action.json" => include_str!("../events/traffic-switch/alarm-direct-action.json"),
         "manual-status.json" => include_str!("../events/traffic-switch/manual-status.json"),
+        "manual-preflight.json" => include_str!("../events/traffic-switch/manual-preflight.json"),
         "manual-switch-dry-run.json" => {
             include_str!("../events/traffic-switch/manual-switch-dry-run.json")
         }
@@ -104,6 +105,7 @@ pub const FIXTURES: &[&str] = &[
     "alarm-eventbridge-ok.json",
     "alarm-direct-action.json",
     "manual-status.json",
+    "manual-preflight.json",
     "manual-switch-dry-run.json",
     "manual-switch.json",
     "manual-switch-break-glass.json",

@@ -114,6 +114,10 @@ fn manual_fixtures_parse_as_documented() {
         Ok(Triage::Act(failover_core::switch::Intent::Status))
     ));
     assert!(matches!(
+        triaged("manual-preflight.json"),
+        Ok(Triage::Act(failover_core::switch::Intent::Preflight))
+    ));
+    assert!(matches!(
         triaged("manual-switch-dry-run.json"),
         Ok(Triage::Act(failover_core::switch::Intent::ManualSwitch {
             dry_run: true,

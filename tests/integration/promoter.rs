@@ -51,12 +51,13 @@ fn triaged(name: &str) -> Result<PromoterTriage, String> {
 fn every_promoter_fixture_triages_as_its_name_says() {
     let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../events/promoter");
     let count = std::fs::read_dir(dir).expect("events/promoter").count();
-    let expected: [(&str, &str); 9] = [
+    let expected: [(&str, &str); 10] = [
         ("region-switch-step.json", "region_switch"),
         ("alarm-writes-failing.json", "automatic"),
         ("schedule.json", "automatic"),
         ("alarm-writes-ok.json", "ignore"),
         ("manual-evaluate.json", "evaluate"),
+        ("manual-preflight.json", "preflight"),
         ("manual-promote-dry-run.json", "manual"),
         ("manual-promote.json", "manual"),
         ("manual-promote-force.json", "manual"),
@@ -67,6 +68,7 @@ fn every_promoter_fixture_triages_as_its_name_says() {
         let got = match triaged(name) {
             Ok(PromoterTriage::Act(PromoteIntent::Automatic { .. })) => "automatic",
             Ok(PromoterTriage::Act(PromoteIntent::Evaluate)) => "evaluate",
+            Ok(PromoterTriage::Act(PromoteIntent::Preflight)) => "preflight",
             Ok(PromoterTriage::Act(PromoteIntent::Manual { .. })) => "manual",
             Ok(PromoterTriage::Act(PromoteIntent::RegionSwitch { .. })) => "region_switch",
             Ok(PromoterTriage::Ignore { .. }) => "ignore",

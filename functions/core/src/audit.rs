@@ -52,6 +52,9 @@ pub mod metrics {
     /// Scheduled reconciles that found writers off the primary and moved them: each is an event
     /// that went missing, or a failover an event did not finish.
     pub const REPAIRS: &str = "Repairs";
+    /// 1 when a readiness check (`preflight`) found no FAIL, 0 when it did; published only by
+    /// readiness checks (the hourly schedule), so its alarm watches readiness, not traffic.
+    pub const READY: &str = "Ready";
 }
 
 /// Counts per outcome: what the EMF metrics report.
@@ -62,6 +65,8 @@ pub struct Tally {
     pub failed: u32,
     /// Of the switches, those a scheduled reconcile made (a repair).
     pub repaired: u32,
+    /// A readiness check ran: whether every item passed or warned (the `Ready` metric).
+    pub ready: Option<bool>,
 }
 
 impl Tally {
@@ -106,6 +111,11 @@ pub trait HasOutcome {
     /// Whether this trigger repaired writers left off the primary (a scheduled reconcile).
     fn repaired(&self) -> bool {
         false
+    }
+
+    /// A readiness check's verdict, when this trigger was one.
+    fn ready(&self) -> Option<bool> {
+        None
     }
 }
 
@@ -179,6 +189,11 @@ impl<T: Serialize + HasOutcome, X: Serialize> AuditRecord<T, X> {
         let tally = Tally {
             repaired: u32::try_from(self.triggers.iter().filter(|t| t.repaired()).count())
                 .unwrap_or(u32::MAX),
+            ready: self
+                .triggers
+                .iter()
+                .filter_map(HasOutcome::ready)
+                .reduce(|a, b| a && b),
             ..Tally::for_invocation(self.error.is_some(), &outcomes)
         };
         emf_line(
@@ -219,6 +234,18 @@ pub fn emf_line<T: Serialize>(
     obj.insert(metrics::FAILURES.to_owned(), json!(tally.failed));
     obj.insert(metrics::DURATION.to_owned(), json!(duration_ms));
     obj.insert(metrics::REPAIRS.to_owned(), json!(tally.repaired));
+    let mut declared = vec![
+        json!({"Name": metrics::SWITCHES, "Unit": "Count"}),
+        json!({"Name": metrics::NO_OPS, "Unit": "Count"}),
+        json!({"Name": metrics::FAILURES, "Unit": "Count"}),
+        json!({"Name": metrics::DURATION, "Unit": "Milliseconds"}),
+        json!({"Name": metrics::REPAIRS, "Unit": "Count"}),
+    ];
+    // Only a readiness check reports readiness: other invocations leave the metric alone.
+    if let Some(ready) = tally.ready {
+        obj.insert(metrics::READY.to_owned(), json!(u8::from(ready)));
+        declared.push(json!({"Name": metrics::READY, "Unit": "Count"}));
+    }
     let dims: Vec<&str> = dimensions.iter().map(|(k, _)| *k).collect();
     obj.insert(
         "_aws".to_owned(),
@@ -227,13 +254,7 @@ pub fn emf_line<T: Serialize>(
             "CloudWatchMetrics": [{
                 "Namespace": namespace,
                 "Dimensions": [dims],
-                "Metrics": [
-                    {"Name": metrics::SWITCHES, "Unit": "Count"},
-                    {"Name": metrics::NO_OPS, "Unit": "Count"},
-                    {"Name": metrics::FAILURES, "Unit": "Count"},
-                    {"Name": metrics::DURATION, "Unit": "Milliseconds"},
-                    {"Name": metrics::REPAIRS, "Unit": "Count"},
-                ]
+                "Metrics": declared
             }]
         }),
     );
@@ -309,8 +330,36 @@ mod tests {
                 switched: 1,
                 no_op: 3,
                 failed: 1,
-                repaired: 0
+                repaired: 0,
+                ready: None,
             }
         );
+    }
+
+    #[test]
+    fn only_a_readiness_check_publishes_the_ready_metric_as_one_or_zero() {
+        let line = |ready| {
+            let v: Value = serde_json::from_str(&emf_line(
+                &json!({}),
+                "ValkeyFailover",
+                &[("Function", "promoter")],
+                Tally {
+                    ready,
+                    ..Tally::of([Outcome::Reported])
+                },
+                1,
+                1,
+            ))
+            .expect("one JSON object");
+            let declared = v["_aws"]["CloudWatchMetrics"][0]["Metrics"]
+                .as_array()
+                .expect("metrics")
+                .iter()
+                .any(|m| m["Name"] == metrics::READY);
+            (v.get(metrics::READY).cloned(), declared)
+        };
+        assert_eq!(line(Some(true)), (Some(json!(1)), true));
+        assert_eq!(line(Some(false)), (Some(json!(0)), true));
+        assert_eq!(line(None), (None, false));
     }
 }

@@ -256,6 +256,13 @@ pub struct SwitchConfig {
     pub stable_poll_interval: Duration,
     /// The Region this copy of the function runs in (Lambda sets `AWS_REGION`).
     pub function_region: Region,
+    /// This stack's ElastiCache events topic in this Region (`EVENTS_TOPIC_ARN`): what the
+    /// readiness check expects every member group to notify (in its own Region) and to deliver
+    /// to this function. Optional: only the readiness check reads it.
+    pub events_topic: Option<String>,
+    /// This function's name (Lambda sets `AWS_LAMBDA_FUNCTION_NAME`): the readiness check looks
+    /// for its subscription.
+    pub function_name: Option<String>,
 }
 
 mod millis {
@@ -283,10 +290,11 @@ pub const SWITCH_VARIABLES: &[&str] = &[
     "METRICS_NAMESPACE",
     "DEADLINE_MARGIN_MS",
     "STABLE_POLL_MS",
+    "EVENTS_TOPIC_ARN",
 ];
 
 /// Variables Lambda itself provides; read, never set in the template.
-pub const LAMBDA_PROVIDED_VARIABLES: &[&str] = &["AWS_REGION"];
+pub const LAMBDA_PROVIDED_VARIABLES: &[&str] = &["AWS_REGION", "AWS_LAMBDA_FUNCTION_NAME"];
 
 fn required(get: &dyn Fn(&str) -> Option<String>, var: &'static str) -> Result<String, ConfigError> {
     match get(var) {
@@ -429,6 +437,15 @@ impl SwitchConfig {
             Duration::from_millis(bounded_int(get, "STABLE_POLL_MS", 2_000, 50, 60_000)?.unsigned_abs());
         let function_region =
             Region::parse(&required(get, "AWS_REGION")?).map_err(|e| err("AWS_REGION", e.to_string()))?;
+        let events_topic = optional(get, "EVENTS_TOPIC_ARN");
+        if let Some(t) = &events_topic
+            && crate::preflight::topic_in(t, function_region.as_str()).as_deref() != Some(t.as_str())
+        {
+            return Err(err(
+                "EVENTS_TOPIC_ARN",
+                format!("{t:?} is not an SNS topic ARN in this Region ({function_region})"),
+            ));
+        }
         Ok(Self {
             datastore,
             routing,
@@ -437,6 +454,8 @@ impl SwitchConfig {
             deadline_margin,
             stable_poll_interval,
             function_region,
+            events_topic,
+            function_name: optional(get, "AWS_LAMBDA_FUNCTION_NAME"),
         })
     }
 
@@ -759,6 +778,15 @@ mod tests {
             ("DEADLINE_MARGIN_MS", "5"),
             ("HOSTED_ZONE_ID", "not a zone"),
             ("RECORD_NAME", "master.sessions-usw1.abc.usw1.cache.amazonaws.com"),
+            // The events topic must be an SNS topic in the function's own Region.
+            (
+                "EVENTS_TOPIC_ARN",
+                "arn:aws:sns:eu-central-1:123456789012:sessions-elasticache-events",
+            ),
+            (
+                "EVENTS_TOPIC_ARN",
+                "arn:aws:sqs:us-west-2:123456789012:sessions-elasticache-events",
+            ),
         ] {
             let mut vars = base();
             vars.insert(var, value);

@@ -466,6 +466,9 @@ pub fn evaluate(
 pub enum PromoterCommand {
     /// A dry-run report of every gate for promoting this Region's member.
     Evaluate {},
+    /// Read-only readiness check: a PASS/WARN/FAIL checklist of what the promoter needs from the
+    /// account (see [`crate::preflight`]).
+    Preflight {},
     /// Promote the member in `target_region`.
     Promote {
         target_region: String,
@@ -489,6 +492,8 @@ pub enum PromoteIntent {
     Automatic { because: String },
     /// Report every gate; change nothing.
     Evaluate,
+    /// The readiness checklist; change nothing.
+    Preflight,
     /// An operator's promotion.
     Manual {
         target: Region,
@@ -542,6 +547,7 @@ pub fn triage(
             step: step.clone(),
         })),
         Trigger::Command(PromoterCommand::Evaluate {}) => Ok(PromoterTriage::Act(PromoteIntent::Evaluate)),
+        Trigger::Command(PromoterCommand::Preflight {}) => Ok(PromoterTriage::Act(PromoteIntent::Preflight)),
         Trigger::Command(PromoterCommand::Promote {
             target_region,
             dry_run,

@@ -26,6 +26,9 @@ pub enum SwitchCommand {
     /// Read-only: who is primary, what the record points at. (A struct variant so that unknown
     /// fields are rejected like everywhere else.)
     Status {},
+    /// Read-only readiness check: a PASS/WARN/FAIL checklist of what the switch needs from the
+    /// account (see [`crate::preflight`]).
+    Preflight {},
     /// Point writers at `target_region`, which must be the primary now.
     Switch {
         target_region: String,
@@ -136,6 +139,8 @@ pub enum Intent {
     },
     /// An operator asked to see the state.
     Status,
+    /// An operator (or the hourly schedule) asked for the readiness checklist.
+    Preflight,
 }
 
 /// The outcome of triage.
@@ -216,6 +221,7 @@ pub fn triage(trigger: &Trigger<SwitchCommand>, cfg: &SwitchConfig) -> Result<Tr
             ),
         })),
         Trigger::Command(SwitchCommand::Status {}) => Ok(Triage::Act(Intent::Status)),
+        Trigger::Command(SwitchCommand::Preflight {}) => Ok(Triage::Act(Intent::Preflight)),
         Trigger::Command(SwitchCommand::Switch {
             target_region,
             dry_run,
@@ -415,8 +421,8 @@ fn target<'a>(intent: &Intent, observed: &Observed, cfg: &'a SwitchConfig) -> Re
         })
     };
     match intent {
-        Intent::Status => Err(Box::new(Plan::NoOp {
-            reason: "status is read-only".to_owned(),
+        Intent::Status | Intent::Preflight => Err(Box::new(Plan::NoOp {
+            reason: "status and preflight are read-only".to_owned(),
         })),
         Intent::FollowPromotion { group, region } => {
             if group != &member.group {

@@ -30,6 +30,8 @@ use serde_json::Value;
 use serde_json::value::RawValue;
 use thiserror::Error;
 
+mod preflight;
+
 pub const FUNCTION: &str = "promoter";
 
 /// Time kept, after giving way to the preferred Region, to evaluate again and make the call.
@@ -91,6 +93,9 @@ pub struct TriggerReport {
     /// waited for the preferred Region before reading the datastore again.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub deferred: Option<String>,
+    /// The readiness checklist (`preflight` command, or the hourly schedule).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub preflight: Option<failover_core::preflight::Checklist>,
     pub outcome: Outcome,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<ErrorReport>,
@@ -100,6 +105,10 @@ pub struct TriggerReport {
 impl audit::HasOutcome for TriggerReport {
     fn outcome(&self) -> Outcome {
         self.outcome
+    }
+
+    fn ready(&self) -> Option<bool> {
+        self.preflight.as_ref().map(|p| p.ready)
     }
 }
 
@@ -222,6 +231,7 @@ impl Promoter {
                 triage: Some(triage.clone()),
                 activation: None,
                 deferred: None,
+                preflight: None,
                 observed: None,
                 decision: None,
                 actions: Vec::new(),
@@ -233,6 +243,10 @@ impl Promoter {
                 PromoterTriage::Ignore { reason } => {
                     tracing::info!(%reason, "trigger ignored");
                     Ok(Outcome::Ignored)
+                }
+                PromoterTriage::Act(PromoteIntent::Preflight) => {
+                    report.preflight = Some(self.preflight(deadline).await);
+                    Ok(Outcome::Reported)
                 }
                 PromoterTriage::Act(intent) => self.act(&intent, deadline, &mut report).await,
             };
@@ -399,6 +413,11 @@ impl Promoter {
         let (target_region, dry_run, force, must_finish) = match intent {
             PromoteIntent::Automatic { .. } => (own.clone(), false, Vec::new(), false),
             PromoteIntent::Evaluate => (own.clone(), true, Vec::new(), false),
+            PromoteIntent::Preflight => {
+                return Err(PromoterError::Refused(
+                    "preflight is handled before any gate".into(),
+                ));
+            }
             PromoteIntent::Manual {
                 target,
                 dry_run,

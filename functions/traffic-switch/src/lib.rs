@@ -15,11 +15,13 @@ use failover_core::audit::{self, ErrorReport, Outcome, ReportsError};
 use failover_core::aws::arc::{ArcCluster, ArcFailure};
 use failover_core::aws::elasticache::ElastiCache;
 use failover_core::aws::route53::{ChangeError, ReadRecord, Route53};
+use failover_core::aws::sns::Sns;
 use failover_core::config::{Routing, RoutingMode, SwitchConfig};
 use failover_core::fault::AwsFault;
 use failover_core::ids::Region;
 use failover_core::intake::{self, IntakeError, Trigger};
 use failover_core::observed::{ControlsView, Observed};
+use failover_core::preflight::Checklist;
 use failover_core::retry::{Budget, Deadline, Done, RetryPolicy};
 use failover_core::switch::{
     self, CommandRejected, ControlFlip, Intent, Plan, StatusReport, SwitchCommand, Triage,
@@ -29,6 +31,8 @@ use serde::Serialize;
 use serde_json::Value;
 use serde_json::value::RawValue;
 use thiserror::Error;
+
+mod preflight;
 
 pub const FUNCTION: &str = "traffic-switch";
 
@@ -207,6 +211,9 @@ pub struct TriggerReport {
     pub actions: Vec<ActionReport>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub status: Option<StatusReport>,
+    /// The readiness checklist (`preflight` command, or the hourly schedule).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub preflight: Option<Checklist>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub record_before: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -244,6 +251,7 @@ impl TriggerReport {
             decisions: Vec::new(),
             actions: Vec::new(),
             status: None,
+            preflight: None,
             record_before: None,
             record_after: None,
             controls_before: None,
@@ -275,6 +283,10 @@ impl audit::HasOutcome for TriggerReport {
     fn repaired(&self) -> bool {
         self.repaired
     }
+
+    fn ready(&self) -> Option<bool> {
+        self.preflight.as_ref().map(|p| p.ready)
+    }
 }
 
 /// The traffic switch's audit record: one per invocation.
@@ -295,6 +307,10 @@ pub struct TrafficSwitch {
     pub route53: Route53,
     /// arc mode: the cluster's endpoints, one client each.
     pub arc: Option<ArcCluster>,
+    /// The readiness check's reads: ElastiCache in each member Region (a group's notification
+    /// topic is read where the group lives) and SNS here.
+    pub regional: Vec<(String, ElastiCache)>,
+    pub sns: Option<Sns>,
     pub retry: RetryPolicy,
 }
 
@@ -309,12 +325,28 @@ impl TrafficSwitch {
             Routing::Arc(target) => Some(ArcCluster::new(sdk, target)),
             Routing::Dns(_) => None,
         };
+        let regional = cfg
+            .datastore
+            .members
+            .iter()
+            .map(|m| {
+                let conf = aws_sdk_elasticache::config::Builder::from(sdk)
+                    .region(aws_sdk_elasticache::config::Region::new(m.region.to_string()))
+                    .build();
+                (
+                    m.region.to_string(),
+                    ElastiCache::new(aws_sdk_elasticache::Client::from_conf(conf)),
+                )
+            })
+            .collect();
         let mut switch = Self::with_clients(
             cfg,
             aws_sdk_elasticache::Client::new(sdk),
             aws_sdk_route53::Client::new(sdk),
         );
         switch.arc = arc;
+        switch.regional = regional;
+        switch.sns = Some(Sns::new(aws_sdk_sns::Client::new(sdk)));
         switch
     }
 
@@ -334,6 +366,8 @@ impl TrafficSwitch {
             elasticache: ElastiCache::new(elasticache),
             route53: Route53::new(route53),
             arc: None,
+            regional: Vec::new(),
+            sns: None,
             retry: RetryPolicy::default(),
         }
     }
@@ -406,6 +440,10 @@ impl TrafficSwitch {
                     Ok(Outcome::Ignored)
                 }
                 Triage::Act(Intent::Status) => self.status(deadline, &mut report).await,
+                Triage::Act(Intent::Preflight) => {
+                    report.preflight = Some(self.preflight(deadline).await);
+                    Ok(Outcome::Reported)
+                }
                 Triage::Act(intent) => {
                     let result = self.act(&intent, deadline, &mut report).await;
                     if matches!(intent, Intent::Reconcile { .. }) && matches!(result, Ok(Outcome::Switched)) {

@@ -206,38 +206,31 @@ impl ArcCluster {
         let panel = control_panel_of(arns);
         self.rotate(deadline, start, |client| {
             let panel = panel.clone();
-            async move {
-                let mut states = BTreeMap::new();
-                let mut token: Option<String> = None;
-                // A control panel holds at most a few hundred controls; the bound only guards
-                // against a token that never ends.
-                for _ in 0..50 {
-                    let out = client
-                        .list_routing_controls()
-                        .set_control_panel_arn(panel.clone())
-                        .set_next_token(token.take())
-                        .send()
-                        .await
-                        .map_err(|e| AwsFault::from_sdk(LIST, &e))?;
-                    for rc in out.routing_controls() {
-                        if let Some(arn) = rc.routing_control_arn()
-                            && arns.iter().any(|a| a == arn)
-                        {
-                            states.insert(
-                                arn.to_owned(),
-                                rc.routing_control_state() == Some(&RoutingControlState::On),
-                            );
-                        }
-                    }
-                    match out.next_token() {
-                        Some(t) if !t.is_empty() => token = Some(t.to_owned()),
-                        _ => break,
-                    }
-                }
-                Ok(states)
-            }
+            async move { list_states(&client, panel, arns).await }
         })
         .await
+    }
+
+    /// Reads the controls from every endpoint separately (the readiness check: each endpoint must
+    /// answer, not just one of them). Each read is bounded by the endpoint timeout.
+    pub async fn read_each(
+        &self,
+        arns: &[String],
+        deadline: &Deadline,
+    ) -> Vec<(String, Result<BTreeMap<String, bool>, AwsFault>)> {
+        let panel = control_panel_of(arns);
+        let reads = self.endpoints.iter().map(|(region, client)| {
+            let panel = panel.clone();
+            async move {
+                let limit = self.timeout.min(deadline.remaining());
+                let result = match tokio::time::timeout(limit, list_states(client, panel, arns)).await {
+                    Ok(r) => r,
+                    Err(_) => Err(AwsFault::timeout(LIST, limit)),
+                };
+                (region.clone(), result)
+            }
+        });
+        futures_util::future::join_all(reads).await
     }
 
     /// Sets every control in `entries` (ARN, On?) in one `UpdateRoutingControlStates` call, the
@@ -353,4 +346,40 @@ mod tests {
         assert_eq!(control_panel_of(&["not-an-arn".to_owned()]), None);
         assert_eq!(control_panel_of(&[]), None);
     }
+}
+
+/// One `ListRoutingControls` listing (all pages, one endpoint) of the controls in `arns`.
+async fn list_states(
+    client: &Client,
+    panel: Option<String>,
+    arns: &[String],
+) -> Result<BTreeMap<String, bool>, AwsFault> {
+    let mut states = BTreeMap::new();
+    let mut token: Option<String> = None;
+    // A control panel holds at most a few hundred controls; the bound only guards against a
+    // token that never ends.
+    for _ in 0..50 {
+        let out = client
+            .list_routing_controls()
+            .set_control_panel_arn(panel.clone())
+            .set_next_token(token.take())
+            .send()
+            .await
+            .map_err(|e| AwsFault::from_sdk(LIST, &e))?;
+        for rc in out.routing_controls() {
+            if let Some(arn) = rc.routing_control_arn()
+                && arns.iter().any(|a| a == arn)
+            {
+                states.insert(
+                    arn.to_owned(),
+                    rc.routing_control_state() == Some(&RoutingControlState::On),
+                );
+            }
+        }
+        match out.next_token() {
+            Some(t) if !t.is_empty() => token = Some(t.to_owned()),
+            _ => break,
+        }
+    }
+    Ok(states)
 }

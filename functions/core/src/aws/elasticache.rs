@@ -161,3 +161,68 @@ impl ElastiCache {
         ))
     }
 }
+
+const GROUPS: &str = "ElastiCache.DescribeReplicationGroups";
+const CLUSTERS: &str = "ElastiCache.DescribeCacheClusters";
+
+impl ElastiCache {
+    /// Where each cache cluster of replication group `group` publishes its events (the
+    /// notification topic is a per-cluster setting, set for all of them through the group).
+    pub async fn notifications(
+        &self,
+        group: &str,
+        budget: &Budget,
+    ) -> Result<Vec<crate::preflight::ClusterNotification>, AwsFault> {
+        let clusters = retry::run(GROUPS, budget, || async {
+            let out = self
+                .client
+                .describe_replication_groups()
+                .replication_group_id(group)
+                .send()
+                .await
+                .map_err(|e| AwsFault::from_sdk(GROUPS, &e))?;
+            Ok(out
+                .replication_groups()
+                .iter()
+                .filter(|g| {
+                    g.replication_group_id()
+                        .is_some_and(|id| id.eq_ignore_ascii_case(group))
+                })
+                .flat_map(|g| g.member_clusters().iter().cloned())
+                .collect::<Vec<String>>())
+        })
+        .await?
+        .value;
+        let mut found = Vec::with_capacity(clusters.len());
+        for cluster in clusters {
+            let notification = retry::run(CLUSTERS, budget, || async {
+                let out = self
+                    .client
+                    .describe_cache_clusters()
+                    .cache_cluster_id(&cluster)
+                    .send()
+                    .await
+                    .map_err(|e| AwsFault::from_sdk(CLUSTERS, &e))?;
+                Ok(out
+                    .cache_clusters()
+                    .first()
+                    .and_then(|c| c.notification_configuration())
+                    .map(|n| {
+                        (
+                            n.topic_arn().map(str::to_owned),
+                            n.topic_status().map(str::to_owned),
+                        )
+                    }))
+            })
+            .await?
+            .value;
+            let (topic_arn, topic_status) = notification.unwrap_or((None, None));
+            found.push(crate::preflight::ClusterNotification {
+                cluster,
+                topic_arn,
+                topic_status,
+            });
+        }
+        Ok(found)
+    }
+}

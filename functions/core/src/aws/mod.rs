@@ -6,6 +6,7 @@ pub mod arc;
 pub mod cloudwatch;
 pub mod elasticache;
 pub mod route53;
+pub mod sns;
 
 use std::time::Duration;
 

@@ -318,6 +318,7 @@ fn intent_for(observed: &Observed) -> impl Strategy<Value = Intent> + use<> {
                 override_safety_rules,
             }),
         1 => Just(Intent::Status),
+        1 => Just(Intent::Preflight),
     ]
 }
 
@@ -477,7 +478,9 @@ fn targets_only_the_primary(
     prop_assert_eq!(region, &member.region);
     // And only where the intent allowed: never for a report, a stale promotion or another Region.
     match intent {
-        Intent::Status => prop_assert!(false, "status moved writers: {plan:?}"),
+        Intent::Status | Intent::Preflight => {
+            prop_assert!(false, "a read-only command moved writers: {plan:?}")
+        }
         Intent::FollowPromotion { group: promoted, .. } => prop_assert_eq!(promoted, group),
         Intent::ManualSwitch { target, .. } => prop_assert_eq!(target, region),
         Intent::FollowPrimary { .. } | Intent::Reconcile { .. } => {}
