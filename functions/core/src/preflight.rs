@@ -627,8 +627,11 @@ pub fn writer_record(
     }
 }
 
+/// Each cluster endpoint's listing of the controls (Region, states or the fault).
+pub type EndpointReads = [(String, Result<BTreeMap<String, bool>, AwsFault>)];
+
 /// arc mode: every configured cluster endpoint answers.
-pub fn arc_endpoints(arc: &ArcTarget, reads: &[(String, Result<BTreeMap<String, bool>, AwsFault>)]) -> Check {
+pub fn arc_endpoints(arc: &ArcTarget, reads: &EndpointReads) -> Check {
     let item = "arc_endpoints";
     let failed: Vec<String> = reads
         .iter()
@@ -660,7 +663,7 @@ pub fn routing_controls(
     cfg: &DatastoreConfig,
     arc: &ArcTarget,
     datastore: Option<&DatastoreView>,
-    reads: &[(String, Result<BTreeMap<String, bool>, AwsFault>)],
+    reads: &EndpointReads,
 ) -> Check {
     let item = "routing_controls";
     let Some((endpoint, states)) = reads

@@ -310,6 +310,42 @@ fn control_panel_of(arns: &[String]) -> Option<String> {
         .then_some(first)
 }
 
+/// One `ListRoutingControls` listing (all pages, one endpoint) of the controls in `arns`.
+async fn list_states(
+    client: &Client,
+    panel: Option<String>,
+    arns: &[String],
+) -> Result<BTreeMap<String, bool>, AwsFault> {
+    let mut states = BTreeMap::new();
+    let mut token: Option<String> = None;
+    // A control panel holds at most a few hundred controls; the bound only guards against a
+    // token that never ends.
+    for _ in 0..50 {
+        let out = client
+            .list_routing_controls()
+            .set_control_panel_arn(panel.clone())
+            .set_next_token(token.take())
+            .send()
+            .await
+            .map_err(|e| AwsFault::from_sdk(LIST, &e))?;
+        for rc in out.routing_controls() {
+            if let Some(arn) = rc.routing_control_arn()
+                && arns.iter().any(|a| a == arn)
+            {
+                states.insert(
+                    arn.to_owned(),
+                    rc.routing_control_state() == Some(&RoutingControlState::On),
+                );
+            }
+        }
+        match out.next_token() {
+            Some(t) if !t.is_empty() => token = Some(t.to_owned()),
+            _ => break,
+        }
+    }
+    Ok(states)
+}
+
 #[cfg(test)]
 mod tests {
     use super::control_panel_of;
@@ -346,40 +382,4 @@ mod tests {
         assert_eq!(control_panel_of(&["not-an-arn".to_owned()]), None);
         assert_eq!(control_panel_of(&[]), None);
     }
-}
-
-/// One `ListRoutingControls` listing (all pages, one endpoint) of the controls in `arns`.
-async fn list_states(
-    client: &Client,
-    panel: Option<String>,
-    arns: &[String],
-) -> Result<BTreeMap<String, bool>, AwsFault> {
-    let mut states = BTreeMap::new();
-    let mut token: Option<String> = None;
-    // A control panel holds at most a few hundred controls; the bound only guards against a
-    // token that never ends.
-    for _ in 0..50 {
-        let out = client
-            .list_routing_controls()
-            .set_control_panel_arn(panel.clone())
-            .set_next_token(token.take())
-            .send()
-            .await
-            .map_err(|e| AwsFault::from_sdk(LIST, &e))?;
-        for rc in out.routing_controls() {
-            if let Some(arn) = rc.routing_control_arn()
-                && arns.iter().any(|a| a == arn)
-            {
-                states.insert(
-                    arn.to_owned(),
-                    rc.routing_control_state() == Some(&RoutingControlState::On),
-                );
-            }
-        }
-        match out.next_token() {
-            Some(t) if !t.is_empty() => token = Some(t.to_owned()),
-            _ => break,
-        }
-    }
-    Ok(states)
 }
