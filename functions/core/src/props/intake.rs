@@ -50,6 +50,10 @@ const SWITCH_FIXTURES: &[(&str, &str)] = &[
         include_str!("../../../../events/traffic-switch/invalid-unknown-shape.json"),
     ),
     (
+        "manual-preflight.json",
+        include_str!("../../../../events/traffic-switch/manual-preflight.json"),
+    ),
+    (
         "manual-status.json",
         include_str!("../../../../events/traffic-switch/manual-status.json"),
     ),
@@ -111,6 +115,10 @@ const PROMOTER_FIXTURES: &[(&str, &str)] = &[
     (
         "manual-evaluate.json",
         include_str!("../../../../events/promoter/manual-evaluate.json"),
+    ),
+    (
+        "manual-preflight.json",
+        include_str!("../../../../events/promoter/manual-preflight.json"),
     ),
     (
         "manual-promote-dry-run.json",
