@@ -9,6 +9,7 @@ mod lab;
 mod lab_arc;
 mod lab_cli;
 mod lab_cloudwatch;
+mod lab_preflight;
 mod lab_promoter;
 mod lab_roundtrip;
 mod promoter;

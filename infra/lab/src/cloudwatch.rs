@@ -206,6 +206,32 @@ impl CloudWatchState {
             .cloned()
     }
 
+    /// Deletes the alarm `name` in `region`, returning it (DeleteAlarms, or the lab breaking it).
+    pub fn remove_alarm(&self, region: &str, name: &str) -> Option<Alarm> {
+        let mut alarms = lock(&self.alarms);
+        let i = alarms.iter().position(|a| a.region == region && a.name == name)?;
+        Some(alarms.remove(i))
+    }
+
+    /// Forgets every datapoint of `namespace`/`name`, as if it had never been published.
+    pub fn purge(&self, namespace: &str, name: &str) {
+        lock(&self.points).retain(|p| !(p.namespace == namespace && p.name == name));
+    }
+
+    /// The distinct metrics (namespace, name, dimensions) with a datapoint in `region`.
+    pub fn metrics(&self, region: &str) -> Vec<(String, String, BTreeMap<String, String>)> {
+        let mut seen: Vec<(String, String, BTreeMap<String, String>)> = Vec::new();
+        for p in lock(&self.points).iter().filter(|p| p.region == region) {
+            if !seen
+                .iter()
+                .any(|(ns, n, d)| ns == &p.namespace && n == &p.name && d == &p.dimensions)
+            {
+                seen.push((p.namespace.clone(), p.name.clone(), p.dimensions.clone()));
+            }
+        }
+        seen
+    }
+
     /// Creates or replaces an alarm (state INSUFFICIENT_DATA until evaluated).
     pub fn put_alarm(&self, alarm: Alarm) {
         let mut alarms = lock(&self.alarms);
@@ -449,6 +475,8 @@ async fn handle(
             "PutMetricAlarm" => put_metric_alarm(&lab, &region, &input),
             "DescribeAlarms" => describe_alarms(&lab, &region, &input),
             "SetAlarmState" => set_alarm_state(&lab, &region, &input),
+            "DeleteAlarms" => delete_alarms(&lab, &region, &input),
+            "ListMetrics" => list_metrics(&lab, &region, &input),
             other => (
                 400,
                 error(
@@ -661,6 +689,51 @@ fn describe_alarms(lab: &LabState, region: &str, input: &Cbor) -> (u16, Response
         ("MetricAlarms", Cbor::Array(alarms)),
         ("CompositeAlarms", Cbor::Array(Vec::new())),
     ]))
+}
+
+fn delete_alarms(lab: &LabState, region: &str, input: &Cbor) -> (u16, Response) {
+    for name in list(input, "AlarmNames").iter().filter_map(|v| v.as_text()) {
+        lab.cloudwatch.remove_alarm(region, name);
+    }
+    ok(map(Vec::new()))
+}
+
+/// `ListMetrics` with the filters the functions use (namespace, name, dimensions); one page, as
+/// the lab never holds more than a page of metrics.
+fn list_metrics(lab: &LabState, region: &str, input: &Cbor) -> (u16, Response) {
+    let ns = text(input, "Namespace");
+    let name = text(input, "MetricName");
+    let wanted: Vec<(String, Option<String>)> = list(input, "Dimensions")
+        .iter()
+        .filter_map(|d| Some((text(d, "Name")?, text(d, "Value"))))
+        .collect();
+    let metrics: Vec<Cbor> = lab
+        .cloudwatch
+        .metrics(region)
+        .into_iter()
+        .filter(|(n, m, _)| ns.as_ref().is_none_or(|x| x == n) && name.as_ref().is_none_or(|x| x == m))
+        .filter(|(_, _, dims)| {
+            wanted.iter().all(|(k, v)| {
+                dims.get(k)
+                    .is_some_and(|have| v.as_ref().is_none_or(|v| v == have))
+            })
+        })
+        .map(|(n, m, dims)| {
+            map(vec![
+                ("Namespace", t(&n)),
+                ("MetricName", t(&m)),
+                (
+                    "Dimensions",
+                    Cbor::Array(
+                        dims.iter()
+                            .map(|(k, v)| map(vec![("Name", t(k)), ("Value", t(v))]))
+                            .collect(),
+                    ),
+                ),
+            ])
+        })
+        .collect();
+    ok(map(vec![("Metrics", Cbor::Array(metrics))]))
 }
 
 fn set_alarm_state(lab: &LabState, region: &str, input: &Cbor) -> (u16, Response) {

@@ -76,6 +76,12 @@ pub fn router(lab: Arc<LabState>, zone: String) -> Router {
             get(|State(c): State<Ctl>| async move { Json(json!(c.lab.cloudwatch.alarms())) }),
         )
         .route("/alarm-delivery", post(alarm_delivery))
+        .route(
+            "/readiness",
+            get(|State(c): State<Ctl>| async move { Json(c.lab.readiness.snapshot()) }),
+        )
+        .route("/break", post(break_item))
+        .route("/mend", post(mend_item))
         .route("/shutdown", post(shutdown))
         .with_state(Ctl { lab, zone })
 }
@@ -244,6 +250,21 @@ async fn arc_mode(State(c): State<Ctl>, Path((endpoint, mode)): Path<(String, St
             StatusCode::BAD_REQUEST,
             "use /arc/<0-4 or region>/<ok|refuse|hang|error5xx|throttle|slow:MS>",
         ),
+    }
+}
+
+async fn break_item(State(c): State<Ctl>, Json(t): Json<crate::readiness::Target>) -> Response {
+    readiness(&c, &t, true)
+}
+
+async fn mend_item(State(c): State<Ctl>, Json(t): Json<crate::readiness::Target>) -> Response {
+    readiness(&c, &t, false)
+}
+
+fn readiness(c: &Ctl, t: &crate::readiness::Target, broken: bool) -> Response {
+    match crate::readiness::set(&c.lab, t, broken) {
+        Ok(v) => Json(v).into_response(),
+        Err(e) => bad(StatusCode::BAD_REQUEST, &e),
     }
 }
 

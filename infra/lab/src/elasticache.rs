@@ -76,7 +76,7 @@ fn ok(action: &str, result: &str) -> Response {
     (StatusCode::OK, [("content-type", "text/xml")], body).into_response()
 }
 
-fn params(body: &[u8]) -> HashMap<String, String> {
+pub(crate) fn params(body: &[u8]) -> HashMap<String, String> {
     body.split(|b| *b == b'&')
         .filter_map(|pair| {
             let s = std::str::from_utf8(pair).ok()?;
@@ -129,6 +129,8 @@ async fn handle(State(lab): State<Arc<LabState>>, headers: HeaderMap, body: Byte
             "DescribeReplicationGroups" => describe_groups(&lab, &region, &p),
             "FailoverGlobalReplicationGroup" => failover(&lab, &p),
             "DescribeEvents" => describe_events(&lab, &region, &p),
+            "DescribeCacheClusters" => describe_clusters(&lab, &region, &p),
+            "ModifyReplicationGroup" => modify_group(&lab, &region, &p),
             other => Err(ApiError::new(
                 400,
                 "InvalidAction",
@@ -261,6 +263,104 @@ fn describe_groups(lab: &LabState, region: &str, p: &HashMap<String, String>) ->
     Ok(ok(
         "DescribeReplicationGroups",
         &format!("<ReplicationGroups>{found}</ReplicationGroups>"),
+    ))
+}
+
+/// `DescribeCacheClusters` for one member cluster (`<group>-001`, the one node of each lab group):
+/// its notification topic and status, which the readiness check reads.
+fn describe_clusters(
+    lab: &LabState,
+    region: &str,
+    p: &HashMap<String, String>,
+) -> Result<Response, ApiError> {
+    let Some(id) = p.get("CacheClusterId") else {
+        return Err(ApiError::new(
+            400,
+            "InvalidParameterValue",
+            "the lab answers DescribeCacheClusters for one CacheClusterId",
+        ));
+    };
+    let Some(r) = lab
+        .regions
+        .iter()
+        .find(|r| r.name == region && format!("{}-001", r.group) == *id)
+    else {
+        return Err(ApiError::new(
+            404,
+            "CacheClusterNotFound",
+            format!("CacheCluster {id} not found in {region}"),
+        ));
+    };
+    let notification = lab
+        .readiness
+        .notification(region)
+        .map(|n| {
+            format!(
+                "<NotificationConfiguration><TopicArn>{}</TopicArn><TopicStatus>{}</TopicStatus></NotificationConfiguration>",
+                esc(&n.topic_arn),
+                esc(&n.topic_status)
+            )
+        })
+        .unwrap_or_default();
+    Ok(ok(
+        "DescribeCacheClusters",
+        &format!(
+            "<CacheClusters><CacheCluster><CacheClusterId>{}</CacheClusterId><ReplicationGroupId>{}</ReplicationGroupId>\
+             <CacheClusterStatus>available</CacheClusterStatus><Engine>valkey</Engine>{notification}</CacheCluster></CacheClusters>",
+            esc(id),
+            esc(&r.group)
+        ),
+    ))
+}
+
+/// `ModifyReplicationGroup`, for what the readiness check's fix sets: `NotificationTopicArn` and
+/// `NotificationTopicStatus`. Anything else is refused rather than ignored.
+fn modify_group(lab: &LabState, region: &str, p: &HashMap<String, String>) -> Result<Response, ApiError> {
+    let group = p.get("ReplicationGroupId").cloned().unwrap_or_default();
+    if !lab.regions.iter().any(|r| r.name == region && r.group == group) {
+        return Err(ApiError::new(
+            404,
+            "ReplicationGroupNotFoundFault",
+            format!("ReplicationGroup {group} not found in {region}"),
+        ));
+    }
+    let unsupported: Vec<&String> = p
+        .keys()
+        .filter(|k| {
+            ![
+                "Action",
+                "Version",
+                "ReplicationGroupId",
+                "NotificationTopicArn",
+                "NotificationTopicStatus",
+                "ApplyImmediately",
+            ]
+            .contains(&k.as_str())
+        })
+        .collect();
+    if !unsupported.is_empty() {
+        return Err(ApiError::new(
+            400,
+            "InvalidParameterCombination",
+            format!("the lab's ModifyReplicationGroup sets only the notification topic, not {unsupported:?}"),
+        ));
+    }
+    let status = p.get("NotificationTopicStatus").map(String::as_str);
+    if status.is_some_and(|s| s != "active" && s != "inactive") {
+        return Err(ApiError::new(
+            400,
+            "InvalidParameterValue",
+            "NotificationTopicStatus must be active or inactive",
+        ));
+    }
+    lab.readiness
+        .set_notification(region, p.get("NotificationTopicArn").map(String::as_str), status);
+    Ok(ok(
+        "ModifyReplicationGroup",
+        &format!(
+            "<ReplicationGroup><ReplicationGroupId>{}</ReplicationGroupId><Status>available</Status></ReplicationGroup>",
+            esc(&group)
+        ),
     ))
 }
 

@@ -35,6 +35,9 @@ pub async fn publisher(lab: Arc<LabState>, tick: Duration) {
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     loop {
         interval.tick().await;
+        if lab.readiness.lag_paused() {
+            continue;
+        }
         let g = lab.gds();
         let Some(primary) = lab.regions.get(g.primary) else {
             continue;

@@ -16,6 +16,7 @@ pub mod failover;
 pub mod lag;
 pub mod lambda;
 pub mod link;
+pub mod readiness;
 pub mod route53;
 pub mod valkey;
 
@@ -258,6 +259,9 @@ pub struct LabState {
     pub cloudwatch: cloudwatch::CloudWatchState,
     /// Route 53: the private zone with the writer record, its change log and faults.
     pub route53: Arc<route53::Route53State>,
+    /// Notification topics, subscriptions and the lag metric switch: what the readiness check
+    /// reads and the lab can break.
+    pub readiness: readiness::Readiness,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -376,6 +380,10 @@ impl LabState {
     /// Publishes `message` to the Region's ElastiCache topic: every function subscribed in that
     /// Region gets it asynchronously, as Lambda receives SNS (`Records[].Sns`).
     pub fn publish(&self, region: &str, subject: &str, message: &str) {
+        // An inactive (or another) topic: ElastiCache publishes nothing at all.
+        if !self.readiness.publishes(region) {
+            return;
+        }
         let faults = *lock(&self.sns);
         let message_id = format!("lab-{}-{}", now_ms(), rand::random::<u32>());
         lock(&self.publications).push(Publication {
@@ -389,7 +397,12 @@ impl LabState {
         if faults.drop {
             return;
         }
-        let targets: Vec<Arc<Runtime>> = lock(&r.functions).clone();
+        let subscribed = self.readiness.subscribed(region);
+        let targets: Vec<Arc<Runtime>> = lock(&r.functions)
+            .iter()
+            .filter(|f| subscribed || f.name != "traffic-switch")
+            .cloned()
+            .collect();
         for rt in targets {
             let copies = if faults.duplicate { 2 } else { 1 };
             let event = event.clone();
@@ -470,6 +483,13 @@ impl LabState {
         self.regions
             .iter()
             .all(|r| lock(&r.functions).iter().all(|f| f.idle()))
+    }
+
+    /// The names of the functions running in `region`.
+    pub fn functions_in(&self, region: &str) -> Vec<String> {
+        self.region(region)
+            .map(|r| lock(&r.functions).iter().map(|f| f.name.clone()).collect())
+            .unwrap_or_default()
     }
 
     pub fn function(&self, region: &str, name: &str) -> Option<Arc<Runtime>> {
@@ -613,6 +633,7 @@ pub struct Endpoints {
     pub elasticache: String,
     pub cloudwatch: String,
     pub route53: String,
+    pub sns: String,
     pub hosted_zone_id: String,
     pub record_name: String,
     pub datastore_id: String,
@@ -773,11 +794,14 @@ impl Lab {
             arc: Arc::clone(&arc_cluster.state),
             cloudwatch: cloudwatch::CloudWatchState::default(),
             route53,
+            readiness: readiness::Readiness::new(&region_names),
         });
 
         let (elasticache_url, t) = serve(elasticache::router(Arc::clone(&state))).await?;
         tasks.push(t);
         let (cloudwatch_url, t) = serve(cloudwatch::router(Arc::clone(&state))).await?;
+        tasks.push(t);
+        let (sns_url, t) = serve(readiness::sns_router(Arc::clone(&state))).await?;
         tasks.push(t);
         tasks.push(tokio::spawn(cloudwatch::evaluator(
             Arc::clone(&state),
@@ -805,6 +829,10 @@ impl Lab {
                     ("AWS_ENDPOINT_URL_ELASTICACHE".into(), elasticache_url.clone()),
                     ("AWS_ENDPOINT_URL_ROUTE_53".into(), route53_url.clone()),
                     ("AWS_ENDPOINT_URL_CLOUDWATCH".into(), cloudwatch_url.clone()),
+                    ("AWS_ENDPOINT_URL_SNS".into(), sns_url.clone()),
+                    ("EVENTS_TOPIC_ARN".into(), readiness::topic_arn(&r.name)),
+                    // Lambda sets this; the readiness check looks for the function's subscription.
+                    ("AWS_LAMBDA_FUNCTION_NAME".into(), name.clone()),
                 ];
                 if cfg.routing_mode == "arc" {
                     let arc_endpoints: Vec<String> =
@@ -851,6 +879,7 @@ impl Lab {
             elasticache: elasticache_url,
             cloudwatch: cloudwatch_url,
             route53: route53_url,
+            sns: sns_url,
             hosted_zone_id: zone,
             record_name: cfg.record_name.clone(),
             datastore_id: cfg.datastore_id.clone(),
@@ -880,11 +909,12 @@ impl Lab {
         std::fs::write(dir.join("state.json"), json).map_err(|e| LabError::Io(e.to_string()))?;
         let mut env = format!(
             "LAB_CONTROL={}\nAWS_ENDPOINT_URL_ELASTICACHE={}\nAWS_ENDPOINT_URL_ROUTE_53={}\n\
-             AWS_ENDPOINT_URL_CLOUDWATCH={}\nHOSTED_ZONE_ID={}\nAWS_ACCESS_KEY_ID=lab\nAWS_SECRET_ACCESS_KEY=lab\n",
+             AWS_ENDPOINT_URL_CLOUDWATCH={}\nAWS_ENDPOINT_URL_SNS={}\nHOSTED_ZONE_ID={}\nAWS_ACCESS_KEY_ID=lab\nAWS_SECRET_ACCESS_KEY=lab\n",
             self.endpoints.control,
             self.endpoints.elasticache,
             self.endpoints.route53,
             self.endpoints.cloudwatch,
+            self.endpoints.sns,
             self.endpoints.hosted_zone_id
         );
         for r in &self.endpoints.regions {

@@ -32,6 +32,14 @@ lab route53 latency <operation> <ms>     delay one operation's answers (0 remove
 lab route53 propagation <ms>   how long a change stays PENDING
 lab route53 clear              disarm every Route 53 fault and latency
 lab latency elasticache|arc <ms>         delay every answer of that emulated API (0 removes it)
+lab break topic|subscription <region>   what preflight checks, broken: the group's notification topic
+                               inactive (ElastiCache stops publishing), the switch unsubscribed
+lab break lag-metric           stop publishing the lag metric and forget it (ListMetrics lists nothing)
+lab break alarm <region> <name>          delete a gate alarm (kept aside for `lab mend`)
+lab break record               make the writer record an A record
+lab break arc-endpoint <0-4|region>      an ARC cluster endpoint refuses connections
+lab mend <item> [...]          undo `lab break` with the same arguments
+lab readiness                  topics, subscriptions, lag metric and deleted alarms, as JSON
 lab invoke <region> <function> <event.json>   invoke like the Lambda console
 lab get requests|invocations|audits|events|publications|history
 lab drill [all|primary-down|link-loss|data-plane-degraded|failback] [options]
@@ -260,6 +268,12 @@ fn ctl(args: &[String]) -> Result<Value, String> {
             Some(json!({"service": service, "ms": ms.parse::<u64>().map_err(|e| e.to_string())?})),
         ),
         ["alarms"] => call("GET", "/alarms", None),
+        ["readiness"] => call("GET", "/readiness", None),
+        [verb @ ("break" | "mend"), item, rest @ ..] if rest.len() <= 2 => call(
+            "POST",
+            &format!("/{verb}"),
+            Some(json!({"item": item, "region": rest.first(), "name": rest.get(1)})),
+        ),
         ["alarm-delivery", how @ ("event_bridge" | "sns")] => {
             call("POST", "/alarm-delivery", Some(json!(how)))
         }

@@ -1313,6 +1313,42 @@ impl Route53State {
         self.apply(zone, &[change], None, None, true, None)
     }
 
+    /// Replaces the simple record set `name`/`from_type` with one of `to_type` in one atomic batch
+    /// (DELETE then CREATE), bypassing HTTP (logged as a direct change): how the lab turns the
+    /// writer CNAME into an A record, and back. Returns the change id.
+    pub fn retype(
+        &self,
+        zone: &str,
+        name: &str,
+        from_type: &str,
+        to_type: &str,
+        ttl: i64,
+        values: &[&str],
+    ) -> Result<String, Route53Error> {
+        if !RR_TYPES.contains(&to_type) {
+            return Err(enumeration_error(to_type, &RR_TYPES));
+        }
+        let mut changes = Vec::new();
+        if let Some(existing) = self.record(zone, name, from_type) {
+            changes.push(ChangeInput {
+                action: Action::Delete,
+                set: existing,
+            });
+        }
+        changes.push(ChangeInput {
+            action: Action::Create,
+            set: RecordSet {
+                name: normalise_name(name),
+                record_type: to_type.to_owned(),
+                set_identifier: None,
+                ttl: Some(ttl),
+                values: values.iter().map(|v| (*v).to_owned()).collect(),
+                routing: Routing::default(),
+            },
+        });
+        self.apply(zone, &changes, None, None, true, None)
+    }
+
     /// The first record set named `name` of `record_type` (any routing), normalised.
     pub fn record(&self, zone: &str, name: &str, record_type: &str) -> Option<RecordSet> {
         let store = lock(&self.store);
