@@ -196,6 +196,65 @@ fn every_command_lab_help_documents_works_against_a_running_lab() {
     cli.run(&["latency", "arc", "0"]);
     cli.run(&["latency", "elasticache", "0"]);
 
+    // Each item preflight checks, broken and mended as `lab help` documents (the lab's own
+    // alarm, created here as the template would, for `break alarm`).
+    let endpoints: Value =
+        serde_json::from_str(&std::fs::read_to_string(root.join(".lab/state.json")).expect("state.json"))
+            .expect("state.json is JSON");
+    let cw_endpoint = endpoints["cloudwatch"].as_str().expect("cloudwatch").to_owned();
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
+        .block_on(async {
+            cloudwatch_at(&cw_endpoint, "us-west-2")
+                .put_metric_alarm()
+                .alarm_name("sessions-writes-failing")
+                .namespace("SessionStore")
+                .metric_name("WriteErrors")
+                .statistic(aws_sdk_cloudwatch::types::Statistic::Sum)
+                .period(60)
+                .evaluation_periods(1)
+                .threshold(1.0)
+                .comparison_operator(
+                    aws_sdk_cloudwatch::types::ComparisonOperator::GreaterThanOrEqualToThreshold,
+                )
+                .send()
+                .await
+                .expect("PutMetricAlarm")
+        });
+    let preflight = |cli: &mut Cli| {
+        cli.run(&[
+            "invoke",
+            "us-west-2",
+            "traffic-switch",
+            "events/traffic-switch/manual-preflight.json",
+        ])["ok"]["triggers"][0]["preflight"]
+            .clone()
+    };
+    assert_eq!(preflight(&mut cli)["ready"], true, "{}", preflight(&mut cli));
+    for fault in [
+        &["topic", "us-west-2"][..],
+        &["subscription", "us-west-2"],
+        &["lag-metric"],
+        &["alarm", "us-west-2", "sessions-writes-failing"],
+        &["record"],
+        &["arc-endpoint", "0"],
+    ] {
+        cli.run(&[&["break"][..], fault].concat());
+        if matches!(fault[0], "topic" | "subscription" | "record") {
+            assert_eq!(
+                preflight(&mut cli)["ready"],
+                false,
+                "{fault:?} is a FAIL for the switch"
+            );
+        }
+        cli.run(&[&["mend"][..], fault].concat());
+    }
+    let readiness = cli.run(&["readiness"]);
+    assert_eq!(readiness["lag_paused"], false, "{readiness}");
+    assert_eq!(readiness["deleted_alarms"], serde_json::json!([]), "{readiness}");
+    assert_eq!(preflight(&mut cli)["ready"], true, "every item mended");
     let status = cli.run(&[
         "invoke",
         "us-west-2",

@@ -472,3 +472,54 @@ async fn a_region_switch_step_it_cannot_read_makes_no_aws_call_and_fails_naming_
         assert_eq!(calls, 0, "{field}: {held}");
     }
 }
+
+fn no_metrics() -> Rule {
+    mock!(aws_sdk_cloudwatch::Client::list_metrics)
+        .then_output(|| aws_sdk_cloudwatch::operation::list_metrics::ListMetricsOutput::builder().build())
+}
+
+/// IAM denials are what the lab cannot produce: a role missing a read fails the permissions item
+/// naming the action and the Region, and the item that needed the read fails with it.
+#[tokio::test(start_paused = true)]
+async fn preflight_names_each_read_the_role_is_denied_and_changes_nothing() {
+    let describe = primary_is(USW1);
+    let failover = never_failover();
+    let (denied, fine) = (denied_events(), no_events());
+    let (denied_cw, a, lag, metrics) = (denied_alarms(), alarm(StateValue::Ok), no_lag(), no_metrics());
+    let p = Promoter::with_clients(
+        cfg(),
+        vec![
+            ("us-west-1".into(), elasticache(&[&describe, &failover, &denied])),
+            ("us-west-2".into(), elasticache(&[&describe, &failover, &fine])),
+        ],
+        cloudwatch_per_region(&[&denied_cw], &[&a, &lag, &metrics]),
+    );
+    let inv = invoke_promoter(&p, r#"{"command":"preflight"}"#).await;
+    assert_eq!(inv.audit.outcome, Outcome::Reported, "{:?}", inv.audit);
+    assert_eq!(failover.num_calls(), 0, "preflight is read-only");
+    let v = serde_json::to_value(&inv.audit).expect("audit");
+    let list = &v["triggers"][0]["preflight"];
+    assert_eq!(list["ready"], false);
+    let item = |name: &str| {
+        list["checks"]
+            .as_array()
+            .and_then(|c| c.iter().find(|c| c["item"] == name))
+            .cloned()
+            .unwrap_or_else(|| panic!("no {name} in {list:#}"))
+    };
+    let permissions = item("permissions");
+    assert_eq!(permissions["verdict"], "FAIL");
+    let found = permissions["found"].as_str().unwrap_or_default();
+    assert!(
+        found.contains("cloudwatch:DescribeAlarms in us-west-1")
+            && found.contains("elasticache:DescribeEvents in us-west-1"),
+        "{found}"
+    );
+    assert!(
+        !found.contains("us-west-2"),
+        "us-west-2 allowed every read: {found}"
+    );
+    assert_eq!(item("vantage_alarm:us-west-1")["verdict"], "FAIL");
+    assert_eq!(item("cooldown_events:us-west-1")["verdict"], "FAIL");
+    assert_eq!(item("cooldown_events:us-west-2")["verdict"], "PASS");
+}

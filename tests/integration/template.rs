@@ -257,3 +257,64 @@ fn the_dashboard_body_is_json_once_its_parameters_are_substituted() {
         serde_json::from_str(&substituted).unwrap_or_else(|e| panic!("{e}\n{substituted}"));
     assert_eq!(parsed["widgets"].as_array().map(Vec::len), Some(7));
 }
+
+#[test]
+fn both_functions_run_their_readiness_check_on_a_schedule_and_alarm_when_it_is_not_ready() {
+    for ((resource, function), alarm) in FUNCTIONS
+        .iter()
+        .zip(["TrafficSwitchNotReadyAlarm", "PromoterNotReadyAlarm"])
+    {
+        let lines = block(TEMPLATE, resource);
+        let at = lines
+            .iter()
+            .position(|l| l.trim() == "Preflight:")
+            .unwrap_or_else(|| panic!("{resource} has no Preflight event"));
+        let event: Vec<&str> = lines[at + 1..]
+            .iter()
+            .take_while(|l| indent(l) > indent(lines[at]))
+            .map(|l| l.trim())
+            .collect();
+        assert!(event.contains(&"Type: Schedule"), "{resource}: {event:?}");
+        assert!(
+            event.contains(&"Schedule: !Ref PreflightRate"),
+            "{resource}: {event:?}"
+        );
+        let input = event
+            .iter()
+            .find_map(|l| l.strip_prefix("Input:"))
+            .map(|i| i.trim().trim_matches('\''))
+            .unwrap_or_else(|| panic!("{resource}: no Input in {event:?}"));
+        // The input is the preflight command as the function parses it.
+        let triggers = failover_core::intake::parse_event::<failover_core::switch::SwitchCommand>(input)
+            .expect("the scheduled input parses");
+        assert!(matches!(
+            triggers.first(),
+            Some(failover_core::intake::Trigger::Command(
+                failover_core::switch::SwitchCommand::Preflight {}
+            ))
+        ));
+        assert!(
+            failover_core::intake::parse_event::<failover_core::promote::PromoterCommand>(input).is_ok(),
+            "{input}"
+        );
+
+        assert_eq!(
+            field(TEMPLATE, alarm, "MetricName").as_deref(),
+            Some(metrics::READY)
+        );
+        assert_eq!(
+            field(TEMPLATE, alarm, "Namespace").as_deref(),
+            Some("!Ref MetricsNamespace")
+        );
+        assert_eq!(
+            field(TEMPLATE, alarm, "ComparisonOperator").as_deref(),
+            Some("LessThanThreshold")
+        );
+        assert_eq!(number(TEMPLATE, alarm, "Threshold"), 1);
+        let dims = block(TEMPLATE, alarm).join("\n");
+        assert!(
+            dims.contains(&format!("Value: {function}")),
+            "{alarm} watches the {function} dimension the EMF line carries"
+        );
+    }
+}
