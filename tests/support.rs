@@ -398,3 +398,33 @@ pub async fn failover_via_sdk(
         .send()
         .await
 }
+
+/// The write-error alarm each Region's stack creates (`CreateExampleAlarms`), put into the lab's
+/// CloudWatch in `region`: `SessionStore/WriteErrors` for `ClientRegion` = `region`, Sum ≥ 1 in
+/// `datapoints` of `periods` periods of `period_s` seconds, missing data not breaching. Returns
+/// the client, signing for `region`.
+pub async fn write_errors_alarm(
+    endpoint: &str,
+    region: &str,
+    name: &str,
+    (period_s, periods, datapoints): (i32, i32, i32),
+) -> aws_sdk_cloudwatch::Client {
+    use aws_sdk_cloudwatch::types::{ComparisonOperator, Dimension, Statistic};
+    let cw = cloudwatch_at(endpoint, region);
+    cw.put_metric_alarm()
+        .alarm_name(name)
+        .namespace("SessionStore")
+        .metric_name("WriteErrors")
+        .dimensions(Dimension::builder().name("ClientRegion").value(region).build())
+        .statistic(Statistic::Sum)
+        .period(period_s)
+        .evaluation_periods(periods)
+        .datapoints_to_alarm(datapoints)
+        .threshold(1.0)
+        .comparison_operator(ComparisonOperator::GreaterThanOrEqualToThreshold)
+        .treat_missing_data("notBreaching")
+        .send()
+        .await
+        .expect("PutMetricAlarm");
+    cw
+}

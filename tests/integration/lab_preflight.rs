@@ -5,7 +5,6 @@
 
 use std::time::Duration;
 
-use aws_sdk_cloudwatch::types::{ComparisonOperator, Dimension, Statistic};
 use failover_lab::Lab;
 use failover_lab::readiness::Target;
 use failover_tests::*;
@@ -30,21 +29,7 @@ async fn lab_with(mode: &str) -> Lab {
     .await;
     // The write-error alarm in every Region, as the template creates it (CreateExampleAlarms).
     for region in REGIONS {
-        cloudwatch_at(&lab.endpoints.cloudwatch, region)
-            .put_metric_alarm()
-            .alarm_name(ALARM)
-            .namespace("SessionStore")
-            .metric_name("WriteErrors")
-            .dimensions(Dimension::builder().name("ClientRegion").value(region).build())
-            .statistic(Statistic::Sum)
-            .period(10)
-            .evaluation_periods(3)
-            .threshold(1.0)
-            .comparison_operator(ComparisonOperator::GreaterThanOrEqualToThreshold)
-            .treat_missing_data("notBreaching")
-            .send()
-            .await
-            .expect("PutMetricAlarm");
+        write_errors_alarm(&lab.endpoints.cloudwatch, region, ALARM, (10, 3, 3)).await;
     }
     // The secondary's lag metric has been published at least once.
     eventually(LIMIT, "the first lag datapoint", || async {

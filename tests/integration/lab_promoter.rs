@@ -29,23 +29,7 @@ async fn lab_with_promoter() -> Lab {
 /// Each Region's writers publish their write errors; the alarm is "errors in 2 of 3 one-second
 /// periods".
 async fn alarm_in(lab: &Lab, region: &str) -> aws_sdk_cloudwatch::Client {
-    let cw = cloudwatch_at(&lab.endpoints.cloudwatch, region);
-    cw.put_metric_alarm()
-        .alarm_name(ALARM)
-        .namespace("SessionStore")
-        .metric_name("WriteErrors")
-        .dimensions(Dimension::builder().name("ClientRegion").value(region).build())
-        .statistic(Statistic::Sum)
-        .period(1)
-        .evaluation_periods(3)
-        .datapoints_to_alarm(2)
-        .threshold(1.0)
-        .comparison_operator(ComparisonOperator::GreaterThanOrEqualToThreshold)
-        .treat_missing_data("notBreaching")
-        .send()
-        .await
-        .expect("PutMetricAlarm");
-    cw
+    write_errors_alarm(&lab.endpoints.cloudwatch, region, ALARM, (1, 3, 2)).await
 }
 
 async fn errors(cw: &aws_sdk_cloudwatch::Client, region: &str, value: f64) {

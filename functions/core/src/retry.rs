@@ -46,6 +46,18 @@ impl Default for RetryPolicy {
     }
 }
 
+impl RetryPolicy {
+    /// For reading a Region that may be dark: two short attempts, so a Region that does not
+    /// answer costs seconds, not the invocation.
+    pub fn probe(self) -> Self {
+        Self {
+            max_attempts: 2,
+            attempt_timeout: Duration::from_secs(2),
+            ..self
+        }
+    }
+}
+
 /// What to do after a failed attempt.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Step {
@@ -127,6 +139,37 @@ pub struct Done<T> {
     /// Earlier attempts given up on without an answer ([`AwsFault::unanswered`]): for a change,
     /// they may still be applied after this one.
     pub abandoned: u32,
+}
+
+/// Reads every page of a paged API: `page(token)` fetches one page (each retried under `budget`)
+/// and returns its items and the next token. More than `max_pages` pages is an error, never a
+/// silently partial answer.
+pub async fn all_pages<T, F, Fut>(
+    operation: &'static str,
+    budget: &Budget,
+    max_pages: usize,
+    page: F,
+) -> Result<Vec<T>, AwsFault>
+where
+    F: Fn(Option<String>) -> Fut,
+    Fut: Future<Output = Result<(Vec<T>, Option<String>), AwsFault>>,
+{
+    let mut all = Vec::new();
+    let mut token: Option<String> = None;
+    for _ in 0..max_pages {
+        let (items, next) = run(operation, budget, || page(token.clone())).await?.value;
+        all.extend(items);
+        match next.filter(|t| !t.is_empty()) {
+            Some(t) => token = Some(t),
+            None => return Ok(all),
+        }
+    }
+    Err(AwsFault::service(
+        operation,
+        Some("TooManyPages".into()),
+        format!("more than {max_pages} pages: not all could be read"),
+        false,
+    ))
 }
 
 /// Runs `call` until it succeeds, fails permanently, runs out of attempts or would run past the
@@ -319,5 +362,27 @@ mod tests {
             "{:?}",
             started.elapsed()
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn every_page_is_read_in_order_and_too_many_pages_is_an_error_not_a_partial_answer() {
+        let budget = Budget {
+            policy: policy(),
+            deadline: Deadline::after(PLENTY),
+        };
+        // Three pages: tokens "1", "2", then none.
+        let page = |token: Option<String>| async move {
+            let n: u32 = token.as_deref().map_or(0, |t| t.parse().unwrap_or(99));
+            let next = (n < 2).then(|| (n + 1).to_string());
+            Ok((vec![n * 10, n * 10 + 1], next))
+        };
+        let all = all_pages("Test.List", &budget, 5, page)
+            .await
+            .expect("three pages");
+        assert_eq!(all, vec![0, 1, 10, 11, 20, 21]);
+        let fault = all_pages("Test.List", &budget, 2, page)
+            .await
+            .expect_err("more pages than allowed");
+        assert!(fault.is_code("TooManyPages"), "{fault}");
     }
 }

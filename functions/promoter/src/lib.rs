@@ -274,11 +274,7 @@ impl Promoter {
     /// Reading a Region that may be dark: two short attempts, so a dark Region costs seconds.
     fn probe_budget(&self, deadline: Deadline) -> Budget {
         Budget {
-            policy: RetryPolicy {
-                max_attempts: 2,
-                attempt_timeout: Duration::from_secs(2),
-                ..self.retry
-            },
+            policy: self.retry.probe(),
             deadline,
         }
     }

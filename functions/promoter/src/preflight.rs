@@ -5,28 +5,16 @@ use std::time::{Duration, SystemTime};
 use failover_core::fault::AwsFault;
 use failover_core::preflight::{self, AlarmRole, Call, Checklist};
 use failover_core::promote::{MissingEvents, MissingLag};
-use failover_core::retry::{Budget, Deadline, RetryPolicy};
+use failover_core::retry::Deadline;
 use futures_util::future::join_all;
 
 use crate::Promoter;
 
 impl Promoter {
-    /// Two short attempts per read, as for any Region that may be dark.
-    fn readiness_budget(&self, deadline: Deadline) -> Budget {
-        Budget {
-            policy: RetryPolicy {
-                max_attempts: 2,
-                attempt_timeout: Duration::from_secs(2),
-                ..self.retry
-            },
-            deadline,
-        }
-    }
-
     /// Reads everything the gates depend on and judges it, item by item. Never fails: a read
     /// that fails is an item that FAILs, naming the fault.
     pub(crate) async fn preflight(&self, deadline: Deadline) -> Checklist {
-        let budget = self.readiness_budget(deadline);
+        let budget = self.probe_budget(deadline);
         let cfg = &self.cfg;
         let here = cfg.function_region.to_string();
         let own = cfg.datastore.member_in(&cfg.function_region);

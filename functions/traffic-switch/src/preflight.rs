@@ -1,11 +1,9 @@
 //! The traffic switch's readiness check: read-only calls, judged by [`failover_core::preflight`].
 
-use std::time::Duration;
-
 use failover_core::config::Routing;
 use failover_core::fault::AwsFault;
 use failover_core::preflight::{self, Call, Check, Checklist};
-use failover_core::retry::{Budget, Deadline, RetryPolicy};
+use failover_core::retry::{Budget, Deadline};
 
 use crate::TrafficSwitch;
 
@@ -22,11 +20,7 @@ impl TrafficSwitch {
     /// invocation, and is reported as such.
     fn readiness_budget(&self, deadline: Deadline) -> Budget {
         Budget {
-            policy: RetryPolicy {
-                max_attempts: 2,
-                attempt_timeout: Duration::from_secs(2),
-                ..self.retry
-            },
+            policy: self.retry.probe(),
             deadline,
         }
     }

@@ -177,45 +177,32 @@ impl CloudWatch {
         budget: &Budget,
     ) -> Result<crate::preflight::Listed, AwsFault> {
         let client = self.client(region, LIST)?;
-        let mut sets = Vec::new();
-        let mut token: Option<String> = None;
-        for _ in 0..MAX_METRIC_PAGES {
-            let done = retry::run(LIST, budget, || {
-                let token = token.clone();
-                async move {
-                    client
-                        .list_metrics()
-                        .namespace(namespace)
-                        .metric_name(name)
-                        .set_next_token(token)
-                        .send()
-                        .await
-                        .map_err(|e| AwsFault::from_sdk(LIST, &e))
-                }
-            })
-            .await?;
-            let out = done.value;
-            sets.extend(out.metrics().iter().map(|m| {
-                m.dimensions()
-                    .iter()
-                    .map(|d| {
-                        (
-                            d.name().unwrap_or_default().to_owned(),
-                            d.value().unwrap_or_default().to_owned(),
-                        )
-                    })
-                    .collect::<Vec<_>>()
-            }));
-            match out.next_token() {
-                Some(t) if !t.is_empty() => token = Some(t.to_owned()),
-                _ => return Ok(sets),
-            }
-        }
-        Err(AwsFault::service(
-            LIST,
-            Some("TooManyPages".into()),
-            format!("more than {MAX_METRIC_PAGES} pages of {namespace}/{name} in {region}"),
-            false,
-        ))
+        retry::all_pages(LIST, budget, MAX_METRIC_PAGES, |token| async move {
+            let out = client
+                .list_metrics()
+                .namespace(namespace)
+                .metric_name(name)
+                .set_next_token(token)
+                .send()
+                .await
+                .map_err(|e| AwsFault::from_sdk(LIST, &e))?;
+            let sets = out
+                .metrics()
+                .iter()
+                .map(|m| {
+                    m.dimensions()
+                        .iter()
+                        .map(|d| {
+                            (
+                                d.name().unwrap_or_default().to_owned(),
+                                d.value().unwrap_or_default().to_owned(),
+                            )
+                        })
+                        .collect::<Vec<_>>()
+                })
+                .collect();
+            Ok((sets, out.next_token().map(str::to_owned)))
+        })
+        .await
     }
 }

@@ -24,38 +24,26 @@ impl Sns {
 
     /// Every subscription of `topic`, every page.
     pub async fn subscriptions(&self, topic: &str, budget: &Budget) -> Result<Vec<Subscription>, AwsFault> {
-        let mut all = Vec::new();
-        let mut token: Option<String> = None;
-        for _ in 0..MAX_PAGES {
-            let done = retry::run(LIST, budget, || {
-                let token = token.clone();
-                async move {
-                    self.client
-                        .list_subscriptions_by_topic()
-                        .topic_arn(topic)
-                        .set_next_token(token)
-                        .send()
-                        .await
-                        .map_err(|e| AwsFault::from_sdk(LIST, &e))
-                }
-            })
-            .await?;
-            let out = done.value;
-            all.extend(out.subscriptions().iter().map(|s| Subscription {
-                protocol: s.protocol().unwrap_or_default().to_owned(),
-                endpoint: s.endpoint().unwrap_or_default().to_owned(),
-                subscription_arn: s.subscription_arn().unwrap_or_default().to_owned(),
-            }));
-            match out.next_token() {
-                Some(t) if !t.is_empty() => token = Some(t.to_owned()),
-                _ => return Ok(all),
-            }
-        }
-        Err(AwsFault::service(
-            LIST,
-            Some("TooManyPages".into()),
-            format!("more than {MAX_PAGES} pages of subscriptions for {topic}"),
-            false,
-        ))
+        retry::all_pages(LIST, budget, MAX_PAGES, |token| async move {
+            let out = self
+                .client
+                .list_subscriptions_by_topic()
+                .topic_arn(topic)
+                .set_next_token(token)
+                .send()
+                .await
+                .map_err(|e| AwsFault::from_sdk(LIST, &e))?;
+            let subs = out
+                .subscriptions()
+                .iter()
+                .map(|s| Subscription {
+                    protocol: s.protocol().unwrap_or_default().to_owned(),
+                    endpoint: s.endpoint().unwrap_or_default().to_owned(),
+                    subscription_arn: s.subscription_arn().unwrap_or_default().to_owned(),
+                })
+                .collect();
+            Ok((subs, out.next_token().map(str::to_owned)))
+        })
+        .await
     }
 }
