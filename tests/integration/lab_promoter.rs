@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use aws_sdk_cloudwatch::types::{ComparisonOperator, Dimension, MetricDatum, Statistic};
+use aws_sdk_cloudwatch::types::{Dimension, MetricDatum};
 use failover_lab::Lab;
 use failover_tests::*;
 use serde_json::Value;
@@ -384,27 +384,7 @@ async fn with_three_regions_a_dark_primary_is_failed_over_once_onto_the_preferre
     let usw2 = lab.state.regions[1].endpoint.clone();
     let _cw1 = alarm_in(&lab, "us-west-1").await;
     let cw2 = alarm_in(&lab, "us-west-2").await;
-    let cw3 = cloudwatch_at(&lab.endpoints.cloudwatch, "eu-west-1");
-    cw3.put_metric_alarm()
-        .alarm_name(ALARM)
-        .namespace("SessionStore")
-        .metric_name("WriteErrors")
-        .dimensions(
-            Dimension::builder()
-                .name("ClientRegion")
-                .value("eu-west-1")
-                .build(),
-        )
-        .statistic(Statistic::Sum)
-        .period(1)
-        .evaluation_periods(1)
-        .datapoints_to_alarm(1)
-        .threshold(1.0)
-        .comparison_operator(ComparisonOperator::GreaterThanOrEqualToThreshold)
-        .treat_missing_data("notBreaching")
-        .send()
-        .await
-        .expect("PutMetricAlarm");
+    let cw3 = write_errors_alarm(&lab.endpoints.cloudwatch, "eu-west-1", ALARM, (1, 1, 1)).await;
     lab.state.set_dark("us-west-1", true).await.expect("dark");
     eventually(LIMIT, "the failover and the switch", || async {
         errors(&cw3, "eu-west-1", 5.0).await;
