@@ -136,6 +136,22 @@ fn a_read_that_got_no_answer_leaves_its_permission_unchecked_not_passed() {
 }
 
 #[test]
+fn a_read_that_was_never_made_proves_nothing() {
+    let never = AwsFault::service(
+        "Test.Op",
+        Some("NoClient".into()),
+        "no client for eu-west-1".into(),
+        false,
+    );
+    let calls = [Call::of::<()>(
+        "elasticache:DescribeEvents",
+        "eu-west-1",
+        &Err(never),
+    )];
+    assert_eq!(permissions(&calls).verdict, Verdict::Warn);
+}
+
+#[test]
 fn a_not_found_answer_proves_the_permission_because_the_service_judged_the_request() {
     let calls = [Call::of::<()>(
         "cloudwatch:DescribeAlarms",
