@@ -409,7 +409,7 @@ async fn events_a_member_region_refuses_to_give_hold_the_cooldown_unless_the_pol
     );
 
     let mut allow = cfg();
-    allow.policy.missing_events = failover_core::promote::MissingEvents::Allow;
+    allow.policy.missing_events = failover_core::config::MissingEvents::Allow;
     let inv = invoke_promoter(&with(allow), &fixture("alarm-writes-failing.json")).await;
     assert_eq!(inv.audit.outcome, Outcome::Switched, "{}", reason(&inv));
     assert_eq!(failover.num_calls(), 1);
@@ -422,10 +422,7 @@ async fn a_lag_the_target_region_refuses_to_give_blocks_whatever_missing_lag_say
     let events = no_events();
     let (a, lag) = (alarm(StateValue::Alarm), denied_lag());
     let p = promoter(&[&describe, &failover, &events], cloudwatch(&[&a, &lag]));
-    assert_eq!(
-        p.cfg.policy.missing_lag,
-        failover_core::promote::MissingLag::Allow
-    );
+    assert_eq!(p.cfg.policy.missing_lag, failover_core::config::MissingLag::Allow);
     let inv = invoke_promoter(&p, &fixture("alarm-writes-failing.json")).await;
     assert_eq!(inv.audit.outcome, Outcome::NoOp, "{:?}", inv.audit);
     assert_eq!(failover.num_calls(), 0);

@@ -439,7 +439,7 @@ impl SwitchConfig {
             Region::parse(&required(get, "AWS_REGION")?).map_err(|e| err("AWS_REGION", e.to_string()))?;
         let events_topic = optional(get, "EVENTS_TOPIC_ARN");
         if let Some(t) = &events_topic
-            && crate::preflight::topic_in(t, function_region.as_str()).as_deref() != Some(t.as_str())
+            && crate::ids::topic_in(t, function_region.as_str()).as_deref() != Some(t.as_str())
         {
             return Err(err(
                 "EVENTS_TOPIC_ARN",
@@ -489,6 +489,54 @@ pub const PROMOTER_VARIABLES: &[&str] = &[
     "STABLE_POLL_MS",
 ];
 
+/// When the replication lag cannot be read (typically: the primary Region is dark).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MissingLag {
+    /// Promote, reporting the loss bound as unknown.
+    Allow,
+    /// Do not promote without a known bound.
+    Block,
+}
+
+/// When the events of a Region that answered cannot be read (denied, throttled to the end…), so a
+/// recent failover there cannot be ruled out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MissingEvents {
+    /// Let the cooldown pass, reporting what could not be read.
+    Allow,
+    /// Do not pass the cooldown without the events (the default).
+    Block,
+}
+
+/// What the operator configured.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PromotePolicy {
+    /// The most replication lag (seconds) a promotion may lose.
+    pub max_lag_seconds: f64,
+    /// The lag is only trusted if measured this recently.
+    pub lag_max_age: Duration,
+    pub missing_lag: MissingLag,
+    /// No promotion this soon after the last failover.
+    pub cooldown: Duration,
+    pub missing_events: MissingEvents,
+    /// How many vantage points must agree the primary Region is down.
+    pub vantage_required: usize,
+    /// Whether a vantage alarm whose Region's CloudWatch does not answer at all counts as
+    /// agreeing. A dark Region takes its monitoring with it, so the default is yes. An alarm that
+    /// a Region which answers cannot give (missing, denied) never agrees.
+    pub unreachable_vantage_agrees: bool,
+}
+
+/// A metric to read: namespace, name, dimensions.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct MetricId {
+    pub namespace: String,
+    pub name: String,
+    pub dimensions: Vec<(String, String)>,
+}
+
 /// The promoter's configuration.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct PromoterConfig {
@@ -499,8 +547,8 @@ pub struct PromoterConfig {
     pub signal_alarms: Vec<String>,
     /// Vantage alarms per member Region; those of the current primary's Region are consulted.
     pub vantage_alarms: Vec<(Region, String)>,
-    pub policy: crate::promote::PromotePolicy,
-    pub lag_metric: crate::aws::cloudwatch::MetricId,
+    pub policy: PromotePolicy,
+    pub lag_metric: MetricId,
     /// Member Regions in the order they should take over automatically: the first acts at once,
     /// the k-th waits k × `promotion_delay` and reads the datastore again, so two secondaries that
     /// both see the primary dark do not both promote. Regions not listed come last; an empty list
@@ -587,14 +635,14 @@ impl PromoterConfig {
             vantage_alarms.push((region, name.trim().to_owned()));
         }
         let missing_lag = if allows(get, "MISSING_LAG", true)? {
-            crate::promote::MissingLag::Allow
+            MissingLag::Allow
         } else {
-            crate::promote::MissingLag::Block
+            MissingLag::Block
         };
         let missing_events = if allows(get, "MISSING_EVENTS", false)? {
-            crate::promote::MissingEvents::Allow
+            MissingEvents::Allow
         } else {
-            crate::promote::MissingEvents::Block
+            MissingEvents::Block
         };
         let max_lag = optional(get, "MAX_LAG_SECONDS").unwrap_or_else(|| "5".into());
         let max_lag_seconds: f64 = max_lag
@@ -602,7 +650,7 @@ impl PromoterConfig {
             .ok()
             .filter(|v: &f64| v.is_finite() && *v > 0.0)
             .ok_or_else(|| err("MAX_LAG_SECONDS", format!("{max_lag:?} is not a positive number")))?;
-        let policy = crate::promote::PromotePolicy {
+        let policy = PromotePolicy {
             max_lag_seconds,
             lag_max_age: Duration::from_secs(
                 bounded_int(get, "LAG_MAX_AGE_SECONDS", 300, 1, 86_400)?.unsigned_abs(),
@@ -637,7 +685,7 @@ impl PromoterConfig {
         }
         let promotion_delay =
             Duration::from_secs(bounded_int(get, "PROMOTION_DELAY_SECONDS", 30, 0, 600)?.unsigned_abs());
-        let lag_metric = crate::aws::cloudwatch::MetricId {
+        let lag_metric = MetricId {
             namespace: optional(get, "LAG_METRIC_NAMESPACE").unwrap_or_else(|| "AWS/ElastiCache".into()),
             name: optional(get, "LAG_METRIC_NAME").unwrap_or_else(|| "GlobalDatastoreReplicationLag".into()),
             dimensions: vec![(
@@ -959,10 +1007,10 @@ mod tests {
             Some("sessions-usw2")
         );
         assert_eq!(cfg.policy.cooldown, Duration::from_secs(1800));
-        assert_eq!(cfg.policy.missing_lag, crate::promote::MissingLag::Allow);
+        assert_eq!(cfg.policy.missing_lag, MissingLag::Allow);
         assert_eq!(
             cfg.policy.missing_events,
-            crate::promote::MissingEvents::Block,
+            MissingEvents::Block,
             "an unread Region's events block the cooldown unless the operator says otherwise"
         );
         assert_eq!(

@@ -189,6 +189,16 @@ impl DnsName {
     }
 }
 
+/// The topic ARN of this stack in `region`: the stack (and so its topic name) is the same in every
+/// Region, so only the Region field differs.
+pub fn topic_in(own_topic: &str, region: &str) -> Option<String> {
+    let parts: Vec<&str> = own_topic.split(':').collect();
+    if parts.len() != 6 || parts[0] != "arn" || parts[2] != "sns" {
+        return None;
+    }
+    Some([parts[0], parts[1], parts[2], region, parts[4], parts[5]].join(":"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

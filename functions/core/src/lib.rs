@@ -11,6 +11,7 @@
 
 pub mod audit;
 pub mod aws;
+pub mod command;
 pub mod config;
 pub mod fault;
 pub mod ids;

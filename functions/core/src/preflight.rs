@@ -17,6 +17,7 @@ use serde::Serialize;
 
 use crate::config::{ArcTarget, DatastoreConfig, DnsTarget, MemberConfig};
 use crate::fault::AwsFault;
+use crate::ids::topic_in;
 use crate::intake::AlarmState;
 use crate::observed::{DatastoreView, RecordView, Role};
 
@@ -300,16 +301,6 @@ pub fn datastore(cfg: &DatastoreConfig, read: &Result<DatastoreView, AwsFault>) 
         );
     }
     Check::pass(item, format!("{} is available: {members}", view.id))
-}
-
-/// The topic ARN of this stack in `region`: the stack (and so its topic name) is the same in every
-/// Region, so only the Region field differs.
-pub fn topic_in(own_topic: &str, region: &str) -> Option<String> {
-    let parts: Vec<&str> = own_topic.split(':').collect();
-    if parts.len() != 6 || parts[0] != "arn" || parts[2] != "sns" {
-        return None;
-    }
-    Some([parts[0], parts[1], parts[2], region, parts[4], parts[5]].join(":"))
 }
 
 /// One cache cluster's notification settings, as `DescribeCacheClusters` gave them.
@@ -793,7 +784,7 @@ pub type Listed = Vec<Vec<(String, String)>>;
 /// The lag metric the promoter reads exists under the configured dimension and is fresh.
 #[allow(clippy::too_many_arguments)]
 pub fn lag_metric(
-    metric: &crate::aws::cloudwatch::MetricId,
+    metric: &crate::config::MetricId,
     region: &str,
     is_primary: bool,
     listed: &Result<Listed, AwsFault>,

@@ -6,7 +6,7 @@ use std::time::Duration;
 use chrono::{TimeZone, Utc};
 
 use super::*;
-use crate::aws::cloudwatch::MetricId;
+use crate::config::MetricId;
 use crate::config::{Routing, SwitchConfig};
 use crate::observed::MemberView;
 

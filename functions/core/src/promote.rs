@@ -28,6 +28,8 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::config::{MissingEvents, MissingLag, PromotePolicy};
+
 use crate::ids::{Region, ReplicationGroupId};
 use crate::intake::AlarmState;
 use crate::observed::{DatastoreView, Role};
@@ -80,46 +82,6 @@ pub struct Gate {
     pub name: GateName,
     pub verdict: Verdict,
     pub detail: String,
-}
-
-/// When the replication lag cannot be read (typically: the primary Region is dark).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum MissingLag {
-    /// Promote, reporting the loss bound as unknown.
-    Allow,
-    /// Do not promote without a known bound.
-    Block,
-}
-
-/// When the events of a Region that answered cannot be read (denied, throttled to the end…), so a
-/// recent failover there cannot be ruled out.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum MissingEvents {
-    /// Let the cooldown pass, reporting what could not be read.
-    Allow,
-    /// Do not pass the cooldown without the events (the default).
-    Block,
-}
-
-/// What the operator configured.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct PromotePolicy {
-    /// The most replication lag (seconds) a promotion may lose.
-    pub max_lag_seconds: f64,
-    /// The lag is only trusted if measured this recently.
-    pub lag_max_age: Duration,
-    pub missing_lag: MissingLag,
-    /// No promotion this soon after the last failover.
-    pub cooldown: Duration,
-    pub missing_events: MissingEvents,
-    /// How many vantage points must agree the primary Region is down.
-    pub vantage_required: usize,
-    /// Whether a vantage alarm whose Region's CloudWatch does not answer at all counts as
-    /// agreeing. A dark Region takes its monitoring with it, so the default is yes. An alarm that
-    /// a Region which answers cannot give (missing, denied) never agrees.
-    pub unreachable_vantage_agrees: bool,
 }
 
 /// What reading one alarm gave.
@@ -472,7 +434,7 @@ pub enum PromoterCommand {
     /// Promote the member in `target_region`.
     Promote {
         target_region: String,
-        #[serde(default = "crate::switch::default_true")]
+        #[serde(default = "crate::command::default_true")]
         dry_run: bool,
         #[serde(default)]
         confirm: Option<String>,
@@ -524,9 +486,9 @@ pub enum PromoterTriage {
 pub fn triage(
     trigger: &crate::intake::Trigger<PromoterCommand>,
     cfg: &crate::config::PromoterConfig,
-) -> Result<PromoterTriage, crate::switch::CommandRejected> {
+) -> Result<PromoterTriage, crate::command::CommandRejected> {
+    use crate::command::CommandRejected;
     use crate::intake::Trigger;
-    use crate::switch::CommandRejected;
     let ignore = |reason: String| Ok(PromoterTriage::Ignore { reason });
     match trigger {
         Trigger::ElastiCache(n) => ignore(format!("ElastiCache event {} is the traffic switch's", n.event)),
@@ -555,7 +517,7 @@ pub fn triage(
             reason,
             force,
         }) => {
-            let target = crate::switch::member_region(target_region, &cfg.datastore)?;
+            let target = crate::command::member_region(target_region, &cfg.datastore)?;
             if force.contains(&GateName::State) {
                 return Err(CommandRejected::BadForce(
                     "the state gate cannot be forced: promoting during a failover, or a member that is not \
@@ -563,7 +525,7 @@ pub fn triage(
                         .into(),
                 ));
             }
-            let reason = crate::switch::confirmed(
+            let reason = crate::command::confirmed(
                 !dry_run || !force.is_empty(),
                 &cfg.datastore,
                 confirm.as_deref(),
@@ -1047,7 +1009,7 @@ mod tests {
         );
         assert!(matches!(
             triage(&cmd(false, Some("ldgnf-sessions"), vec![GateName::State]), &cfg),
-            Err(crate::switch::CommandRejected::BadForce(_))
+            Err(crate::command::CommandRejected::BadForce(_))
         ));
         assert!(matches!(
             triage(

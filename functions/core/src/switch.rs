@@ -10,10 +10,9 @@
 //! notifications, and a stale promotion can arrive after a later failback.
 
 use serde::{Deserialize, Serialize};
-use thiserror::Error;
-
 use std::collections::BTreeMap;
 
+use crate::command::{CommandRejected, confirmed, default_true, member_region};
 use crate::config::{ArcTarget, DnsTarget, MemberConfig, Routing, SwitchConfig};
 use crate::ids::{DnsName, Region, ReplicationGroupId};
 use crate::intake::{AlarmChange, AlarmState, Trigger};
@@ -45,71 +44,6 @@ pub enum SwitchCommand {
         #[serde(default)]
         override_safety_rules: Vec<String>,
     },
-}
-
-/// Manual commands default to a dry run: one that forgot the flag only reports.
-pub(crate) fn default_true() -> bool {
-    true
-}
-
-/// A manual command that cannot be run as given. Nothing is read or changed.
-#[derive(Debug, Clone, PartialEq, Eq, Error)]
-pub enum CommandRejected {
-    #[error("target_region: {0}")]
-    BadRegion(String),
-    #[error("target_region {0} is not a member Region of the Global Datastore (members: {1})")]
-    NotAMember(String, String),
-    #[error(
-        "a switch with dry_run=false or override_safety_rules needs \"confirm\": \"{expected}\" (the Global Datastore id){got}"
-    )]
-    ConfirmationRequired { expected: String, got: String },
-    #[error("a switch with dry_run=false needs a non-empty \"reason\" for the audit record")]
-    ReasonRequired,
-    #[error("override_safety_rules: {0}")]
-    BadOverride(String),
-    #[error("force: {0}")]
-    BadForce(String),
-}
-
-/// An operator's target Region, which must be a member of the datastore.
-pub fn member_region(
-    raw: &str,
-    datastore: &crate::config::DatastoreConfig,
-) -> Result<Region, CommandRejected> {
-    let target = Region::parse(raw).map_err(|e| CommandRejected::BadRegion(e.to_string()))?;
-    if datastore.member_in(&target).is_none() {
-        let members: Vec<&str> = datastore.members.iter().map(|m| m.region.as_str()).collect();
-        return Err(CommandRejected::NotAMember(
-            target.to_string(),
-            members.join(", "),
-        ));
-    }
-    Ok(target)
-}
-
-/// A command that changes something must repeat the datastore id in `confirm` and give a reason;
-/// returns the trimmed reason.
-pub fn confirmed(
-    needed: bool,
-    datastore: &crate::config::DatastoreConfig,
-    confirm: Option<&str>,
-    reason: Option<&str>,
-) -> Result<String, CommandRejected> {
-    let reason = reason.map(str::trim).unwrap_or_default().to_owned();
-    if needed {
-        if confirm != Some(datastore.id.as_str()) {
-            return Err(CommandRejected::ConfirmationRequired {
-                expected: datastore.id.to_string(),
-                got: confirm
-                    .map(|c| format!(", got {:?}", c.chars().take(80).collect::<String>()))
-                    .unwrap_or_default(),
-            });
-        }
-        if reason.is_empty() {
-            return Err(CommandRejected::ReasonRequired);
-        }
-    }
-    Ok(reason)
 }
 
 /// What a trigger asks for, once it is known to be worth reading AWS for.

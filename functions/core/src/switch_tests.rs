@@ -4,6 +4,7 @@ use std::collections::HashMap;
 
 use chrono::{TimeZone, Utc};
 
+use crate::command::CommandRejected;
 use crate::config::SwitchConfig;
 use crate::intake::{AlarmChange, AlarmState, AlarmVia, ElastiCacheNotification, SnsDelivery, Trigger};
 use crate::observed::{DatastoreView, MemberView, Observed, RecordView, Role};

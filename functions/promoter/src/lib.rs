@@ -11,6 +11,7 @@ use aws_config::SdkConfig;
 use failover_core::audit::{self, ErrorReport, Outcome, ReportsError};
 use failover_core::aws::cloudwatch::CloudWatch;
 use failover_core::aws::elasticache::ElastiCache;
+use failover_core::command::CommandRejected;
 use failover_core::config::PromoterConfig;
 use failover_core::fault::AwsFault;
 use failover_core::ids::Region;
@@ -22,7 +23,6 @@ use failover_core::promote::{
 };
 use failover_core::region_switch::Activation;
 use failover_core::retry::{Budget, Deadline, RetryPolicy};
-use failover_core::switch::CommandRejected;
 use futures_util::future::join_all;
 use lambda_runtime::{Diagnostic, LambdaEvent};
 use serde::Serialize;

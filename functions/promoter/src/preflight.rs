@@ -2,9 +2,9 @@
 
 use std::time::{Duration, SystemTime};
 
+use failover_core::config::{MissingEvents, MissingLag};
 use failover_core::fault::AwsFault;
 use failover_core::preflight::{self, AlarmRole, Call, Checklist};
-use failover_core::promote::{MissingEvents, MissingLag};
 use failover_core::retry::Deadline;
 use futures_util::future::join_all;
 

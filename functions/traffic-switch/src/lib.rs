@@ -16,6 +16,7 @@ use failover_core::aws::arc::{ArcCluster, ArcFailure};
 use failover_core::aws::elasticache::ElastiCache;
 use failover_core::aws::route53::{ChangeError, ReadRecord, Route53};
 use failover_core::aws::sns::Sns;
+use failover_core::command::CommandRejected;
 use failover_core::config::{Routing, RoutingMode, SwitchConfig};
 use failover_core::fault::AwsFault;
 use failover_core::ids::Region;
@@ -23,9 +24,7 @@ use failover_core::intake::{self, IntakeError, Trigger};
 use failover_core::observed::{ControlsView, Observed};
 use failover_core::preflight::Checklist;
 use failover_core::retry::{Budget, Deadline, Done, RetryPolicy};
-use failover_core::switch::{
-    self, CommandRejected, ControlFlip, Intent, Plan, StatusReport, SwitchCommand, Triage,
-};
+use failover_core::switch::{self, ControlFlip, Intent, Plan, StatusReport, SwitchCommand, Triage};
 use lambda_runtime::{Diagnostic, LambdaEvent};
 use serde::Serialize;
 use serde_json::Value;

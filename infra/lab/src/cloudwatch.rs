@@ -18,7 +18,7 @@ use ciborium::Value as Cbor;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use crate::elasticache::signing_region;
+use crate::wire::signing_region;
 use crate::{ApiRequest, LabState, lambda::now_ms};
 
 /// How alarm state changes reach the functions.

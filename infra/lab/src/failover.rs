@@ -13,7 +13,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::elasticache::ApiError;
+use crate::wire::ApiError;
 use crate::{LabState, valkey};
 
 /// Validates and starts a failover; returns once the datastore is `modifying`.

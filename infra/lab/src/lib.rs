@@ -19,6 +19,7 @@ pub mod link;
 pub mod readiness;
 pub mod route53;
 pub mod valkey;
+pub mod wire;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;

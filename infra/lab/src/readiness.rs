@@ -25,8 +25,8 @@ use serde::Serialize;
 use serde_json::{Value, json};
 
 use crate::cloudwatch::Alarm;
-use crate::elasticache::{esc, signing_region};
 use crate::lambda::now_ms;
+use crate::wire::{esc, signing_region};
 use crate::{ApiRequest, LabState};
 
 /// The account the lab's ARNs name (the functions' ARNs use it too).
@@ -265,7 +265,7 @@ fn sns_error(status: u16, code: &str, message: &str) -> Response {
 }
 
 async fn sns(State(lab): State<Arc<LabState>>, headers: HeaderMap, body: Bytes) -> Response {
-    let p: HashMap<String, String> = crate::elasticache::params(&body);
+    let p: HashMap<String, String> = crate::wire::params(&body);
     let action = p.get("Action").cloned().unwrap_or_default();
     let region = signing_region(&headers).unwrap_or_else(|| "unknown".into());
     let (status, response) = if lab.region_dark(&region) {

@@ -44,7 +44,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 
-use crate::elasticache::{esc, signing_region};
+use crate::wire::{esc, signing_region};
 use crate::{ApiRequest, LabError, lambda::now_ms};
 
 const NS: &str = "https://route53.amazonaws.com/doc/2013-04-01/";

@@ -9,6 +9,7 @@ use aws_sdk_cloudwatch::primitives::DateTime as SmithyTime;
 use aws_sdk_cloudwatch::types::{Dimension, Metric, MetricDataQuery, MetricStat, StateValue};
 use chrono::{DateTime, Utc};
 
+use crate::config::MetricId;
 use crate::fault::AwsFault;
 use crate::intake::AlarmState;
 use crate::retry::{self, Budget};
@@ -20,14 +21,6 @@ const GET: &str = "CloudWatch.GetMetricData";
 #[derive(Debug, Clone)]
 pub struct CloudWatch {
     clients: Vec<(String, Client)>,
-}
-
-/// A metric to read: namespace, name, dimensions.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct MetricId {
-    pub namespace: String,
-    pub name: String,
-    pub dimensions: Vec<(String, String)>,
 }
 
 impl CloudWatch {

@@ -10,16 +10,16 @@ use proptest::prelude::*;
 use proptest::strategy::ValueTree;
 use proptest::test_runner::{TestCaseError, TestRunner};
 
+use crate::command::CommandRejected;
 use crate::config::PromoterConfig;
+use crate::config::{MissingEvents, MissingLag, PromotePolicy};
 use crate::ids::{Region, ReplicationGroupId};
 use crate::intake::{AlarmState, Trigger};
 use crate::observed::{DatastoreView, MemberView, Role};
 use crate::promote::{
-    AlarmRead, AlarmReading, EventsRead, GateName, LagRead, MissingEvents, MissingLag, PromoteDecision,
-    PromoteIntent, PromoteObserved, PromotePolicy, PromoterCommand, PromoterTriage, Promotion, Verdict,
-    evaluate, triage,
+    AlarmRead, AlarmReading, EventsRead, GateName, LagRead, PromoteDecision, PromoteIntent, PromoteObserved,
+    PromoterCommand, PromoterTriage, Promotion, Verdict, evaluate, triage,
 };
-use crate::switch::CommandRejected;
 
 const POOL: [(&str, &str); 3] = [
     ("us-west-1", "sessions-usw1"),
