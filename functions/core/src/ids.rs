@@ -193,10 +193,12 @@ impl DnsName {
 /// Region, so only the Region field differs.
 pub fn topic_in(own_topic: &str, region: &str) -> Option<String> {
     let parts: Vec<&str> = own_topic.split(':').collect();
-    if parts.len() != 6 || parts[0] != "arn" || parts[2] != "sns" {
-        return None;
+    match parts.as_slice() {
+        ["arn", partition, "sns", _, account, name] => {
+            Some(["arn", partition, "sns", region, account, name].join(":"))
+        }
+        _ => None,
     }
-    Some([parts[0], parts[1], parts[2], region, parts[4], parts[5]].join(":"))
 }
 
 #[cfg(test)]

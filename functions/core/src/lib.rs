@@ -9,6 +9,17 @@
 //! - [`preflight`]: the readiness check's judges (`{"command":"preflight"}`).
 //! - [`config`] and [`ids`]: configuration and the identifiers it is made of.
 
+// No panics on handler paths (release builds abort on panic): enforced outside the tests.
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::indexing_slicing
+    )
+)]
+
 pub mod audit;
 pub mod aws;
 pub mod command;

@@ -5,6 +5,15 @@
 //! `FailoverGlobalReplicationGroup`, then follow it until the new primary is in place or the
 //! deadline nears. One audit/EMF line per invocation.
 
+// No panics on handler paths (release builds abort on panic): enforced, not promised.
+#![deny(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+#![warn(unreachable_pub)]
+
 use std::time::{Duration, Instant, SystemTime};
 
 use aws_config::SdkConfig;

@@ -8,6 +8,15 @@
 //! primary. A trigger succeeds only on such an observation. One audit/EMF line is written per
 //! invocation.
 
+// No panics on handler paths (release builds abort on panic): enforced, not promised.
+#![deny(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+#![warn(unreachable_pub)]
+
 use std::time::{Duration, Instant, SystemTime};
 
 use aws_config::SdkConfig;

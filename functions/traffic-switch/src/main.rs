@@ -1,5 +1,14 @@
 //! Lambda entry point: tracing, configuration (validated once), SDK clients (built once), run.
 
+// No panics on handler paths (release builds abort on panic): enforced, not promised.
+#![deny(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+#![warn(unreachable_pub)]
+
 use failover_core::config::SwitchConfig;
 use lambda_runtime::{Error, LambdaEvent, service_fn};
 use serde_json::value::RawValue;
